@@ -1,0 +1,226 @@
+//! Command-line arguments of `terrafill` (DESIGN.md §1).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Fill gaps in (and generate) Earth-observation rasters with diffusion models, at any scale.
+#[derive(Debug, Parser)]
+#[command(name = "terrafill", version, about)]
+pub struct Cli {
+    /// Configuration file (TOML; see config/default.toml). Env: TERRAFILL__SECTION__KEY overrides.
+    #[arg(long, global = true, env = "TERRAFILL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log as JSON lines (default: human-readable on a terminal, JSON otherwise).
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fill the gaps of a scene (embedded: in-process queue and workers, unless --broker is given).
+    Fill(FillArgs),
+    /// Submit a fill job to a cluster and wait for it (the coordinator for one job).
+    Submit(SubmitArgs),
+    /// Run a worker that computes tile tasks from the broker.
+    Worker(ServiceArgs),
+    /// Run the stitcher that blends tile outputs into mosaics.
+    Stitcher(ServiceArgs),
+    /// Show the status of a job.
+    Status(StatusArgs),
+    /// Score a filled scene against the truth (RMSE, MAE, PSNR, SSIM on filled pixels) as JSON.
+    Eval(EvalArgs),
+    /// Train a diffusion model on a scene's own observed pixels.
+    Train(TrainArgs),
+    /// Fill gaps in the bundled sample scene and score the result against the withheld truth.
+    Demo(DemoArgs),
+}
+
+/// The methods of `--method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MethodArg {
+    /// Returns tiles unchanged (pipeline self-check; output = input bit for bit).
+    Identity,
+    /// Inverse-distance fill, comparable to GDAL FillNodata.
+    Idw,
+    /// Conditional diffusion model (needs --checkpoint).
+    Diffusion,
+}
+
+/// Arguments shared by `fill` and `submit`.
+#[derive(Debug, Clone, Args)]
+pub struct FillArgs {
+    /// Input Zarr group: ./path, file://, s3://, gs://, az://, memory://.
+    pub input: String,
+    /// Output Zarr group (written last, so an unfinished output never opens as complete).
+    pub output: String,
+    /// Array with the data.
+    #[arg(long, default_value = "data")]
+    pub array: String,
+    /// Array marking missing pixels with 1 (optional).
+    #[arg(long)]
+    pub mask_array: Option<String>,
+    /// Fill method.
+    #[arg(long, value_enum, default_value_t = MethodArg::Idw)]
+    pub method: MethodArg,
+    /// Diffusion checkpoint (safetensors) URL.
+    #[arg(long)]
+    pub checkpoint: Option<String>,
+    /// DDIM sampling steps.
+    #[arg(long, default_value_t = 25)]
+    pub steps: u32,
+    /// Ensemble members (mean in `data`, standard deviation in `spread`).
+    #[arg(long, default_value_t = 4)]
+    pub ensemble: u32,
+    /// Write this ensemble member instead of the mean.
+    #[arg(long)]
+    pub member: Option<u32>,
+    /// DDIM η (0 = deterministic DDIM, 1 = DDPM-like).
+    #[arg(long, default_value_t = 0.0)]
+    pub eta: f32,
+    /// Tile size in pixels (diffusion: default the checkpoint's).
+    #[arg(long)]
+    pub tile: Option<u64>,
+    /// Overlap between tiles in pixels.
+    #[arg(long)]
+    pub overlap: Option<u64>,
+    /// Job seed (ensemble members derive their seeds from it).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Job id; re-running with the same id resumes. Default: derived from the arguments.
+    #[arg(long)]
+    pub job_id: Option<String>,
+    /// Where intermediate tile outputs live (default: OUTPUT.staging).
+    #[arg(long)]
+    pub staging: Option<String>,
+    /// Broker URL (amqp://…); default: in-process.
+    #[arg(long, env = "TERRAFILL_BROKER")]
+    pub broker: Option<String>,
+    /// Local workers in embedded mode.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// auto, cpu or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Serve /metrics and /healthz here (e.g. 127.0.0.1:9100).
+    #[arg(long)]
+    pub metrics_addr: Option<String>,
+}
+
+/// `submit`: the fill arguments plus detaching.
+#[derive(Debug, Clone, Args)]
+pub struct SubmitArgs {
+    /// The job, as for `fill` (--broker is required).
+    #[command(flatten)]
+    pub fill: FillArgs,
+    /// Return once the job is published instead of waiting for it.
+    #[arg(long)]
+    pub detach: bool,
+}
+
+/// `worker` and `stitcher`.
+#[derive(Debug, Clone, Args)]
+pub struct ServiceArgs {
+    /// Broker URL (amqp://user:pass@host:5672/%2f).
+    #[arg(long, env = "TERRAFILL_BROKER")]
+    pub broker: String,
+    /// auto, cpu or cuda:N (workers).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Tiles per batch (workers).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Serve /metrics /healthz /readyz here.
+    #[arg(long)]
+    pub metrics_addr: Option<String>,
+}
+
+/// `status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Job id.
+    pub job_id: String,
+    /// Output URL of the job (reads its staged status).
+    #[arg(long)]
+    pub output: Option<String>,
+    /// Staging URL, if not OUTPUT.staging.
+    #[arg(long)]
+    pub staging: Option<String>,
+    /// Broker URL: listen for the job's live progress events.
+    #[arg(long, env = "TERRAFILL_BROKER")]
+    pub broker: Option<String>,
+    /// How long to listen on the broker, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub wait: u64,
+}
+
+/// `eval`.
+#[derive(Debug, Clone, Args)]
+pub struct EvalArgs {
+    /// Filled scene (Zarr group with `data`, and `filled` if terrafill wrote it).
+    pub prediction: String,
+    /// Truth (Zarr group).
+    pub truth: String,
+    /// Array in the truth group (default: `data`).
+    #[arg(long, default_value = "data")]
+    pub truth_array: String,
+    /// Array (in the truth group) marking the pixels to score with non-zero; default: the
+    /// prediction's `filled` array, else every pixel.
+    #[arg(long)]
+    pub mask: Option<String>,
+}
+
+/// `train`.
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    /// Scene to learn from (its observed pixels).
+    pub scene: String,
+    /// Where to write the checkpoint (any supported URL).
+    #[arg(long)]
+    pub checkpoint: String,
+    /// Array with the data.
+    #[arg(long, default_value = "data")]
+    pub array: String,
+    /// Array marking missing pixels with 1.
+    #[arg(long)]
+    pub mask_array: Option<String>,
+    /// Optimiser steps (default: the model's).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Training tile size.
+    #[arg(long)]
+    pub tile: Option<usize>,
+    /// Tiles per step.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Continue from the checkpoint at --checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// auto, cpu or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+/// `demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Where to write the demo's input, truth and output.
+    #[arg(long, default_value = "terrafill-demo")]
+    pub dir: PathBuf,
+    /// Method (default: diffusion with the bundled checkpoint, plus idw for comparison).
+    #[arg(long, value_enum)]
+    pub method: Option<MethodArg>,
+    /// Local workers.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+}

@@ -1,0 +1,38 @@
+//! `eval`: scores a fill against the truth on the filled pixels, as JSON.
+
+use anyhow::{ensure, Context};
+use tiling::Window;
+use zarr_io::Scene;
+
+use crate::args::EvalArgs;
+
+pub async fn eval(args: &EvalArgs) -> anyhow::Result<()> {
+    let pred = Scene::open(&args.prediction, "data", None).await?;
+    let truth = Scene::open(&args.truth, &args.truth_array, None).await?;
+    ensure!(
+        pred.shape() == truth.shape(),
+        "prediction {} has shape {:?} but truth {} has {:?}",
+        args.prediction,
+        pred.shape(),
+        args.truth,
+        truth.shape()
+    );
+    let (h, w) = (truth.height(), truth.width());
+    let all = Window::new(0, 0, h, w);
+    let selector = match &args.mask {
+        Some(mask) => Some(Scene::open(&args.truth, mask, None).await.with_context(|| format!("mask {mask}"))?),
+        None => Scene::open(&args.prediction, "filled", None).await.ok(),
+    };
+    let select = match selector {
+        Some(s) => {
+            ensure!(s.shape() == truth.shape(), "mask shape {:?} differs from {:?}", s.shape(), truth.shape());
+            Some(s.read_window(all).await?.values.iter().map(|&v| v != 0.0 && !v.is_nan()).collect::<Vec<_>>())
+        }
+        None => None,
+    };
+    let p = pred.read_window(all).await?.values;
+    let t = truth.read_window(all).await?.values;
+    let report = scoring::score(&p, &t, select.as_deref(), h as usize, w as usize);
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}

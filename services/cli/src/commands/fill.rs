@@ -1,0 +1,101 @@
+//! `fill` (embedded) and `submit` (coordinator for one job on a cluster).
+
+use anyhow::Context;
+use coordinator::FillRequest;
+use wire::v1::{JobStatus, Method};
+
+use crate::args::{FillArgs, MethodArg, SubmitArgs};
+use crate::config::Config;
+use crate::progress::JobProgress;
+
+/// Default tile and overlap of the non-learned methods.
+const DEFAULT_TILE: u64 = 256;
+const DEFAULT_OVERLAP: u64 = 32;
+
+pub async fn fill(args: &FillArgs, cfg: &Config) -> anyhow::Result<()> {
+    let req = request(args).await?;
+    let shutdown = telemetry::shutdown_on_signal();
+    let addr = args.metrics_addr.as_deref().or(cfg.telemetry.metrics_addr.as_deref());
+    let health = telemetry::Health::default();
+    let registry = super::metrics_server(addr, health.clone(), &shutdown).await?;
+    health.set_ready(true);
+    let status =
+        crate::embedded::fill(&req, args.broker.as_deref(), args.workers, cfg, &registry, &shutdown)
+            .await?;
+    report(&status);
+    shutdown.cancel();
+    Ok(())
+}
+
+pub async fn submit(args: &SubmitArgs, cfg: &Config) -> anyhow::Result<()> {
+    let broker_url =
+        args.fill.broker.as_deref().context("submit needs --broker (or TERRAFILL_BROKER)")?;
+    let req = request(&args.fill).await?;
+    let shutdown = telemetry::shutdown_on_signal();
+    let addr = args.fill.metrics_addr.as_deref().or(cfg.telemetry.metrics_addr.as_deref());
+    let health = telemetry::Health::default();
+    let registry = super::metrics_server(addr, health.clone(), &shutdown).await?;
+    let metrics = coordinator::CoordinatorMetrics::register(&registry)?;
+    let broker = crate::embedded::connect(broker_url).await?;
+    health.set_ready(true);
+    let job = coordinator::submit(&req, &cfg.coordinator, &broker, &metrics).await?;
+    if let Some(status) = &job.finished {
+        report(status);
+        return Ok(());
+    }
+    if args.detach {
+        println!("{}", job.id);
+        return Ok(());
+    }
+    let mut progress = JobProgress::new("waiting");
+    let status = coordinator::wait(&job, &cfg.coordinator, &broker, &metrics, &shutdown, &mut |s| {
+        progress.update(s)
+    })
+    .await;
+    progress.finish();
+    report(&status?);
+    shutdown.cancel();
+    Ok(())
+}
+
+/// The coordinator request for the flags; diffusion defaults its tile to the checkpoint's.
+async fn request(args: &FillArgs) -> anyhow::Result<FillRequest> {
+    let mut req = FillRequest::new(&args.input, &args.output);
+    req.array = args.array.clone();
+    req.mask_array = args.mask_array.clone();
+    req.method = method(args.method);
+    req.checkpoint = args.checkpoint.clone();
+    req.steps = args.steps;
+    req.ensemble = args.ensemble;
+    req.member = args.member;
+    req.eta = args.eta;
+    req.seed = args.seed;
+    req.job_id = args.job_id.clone();
+    req.staging = args.staging.clone();
+    let (tile, overlap) = match (args.method, &args.checkpoint) {
+        (MethodArg::Diffusion, Some(url)) => {
+            let t = super::train::checkpoint_tile(url).await?;
+            (t, t / 4)
+        }
+        _ => (DEFAULT_TILE, DEFAULT_OVERLAP),
+    };
+    req.tile = args.tile.unwrap_or(tile);
+    req.overlap = args.overlap.unwrap_or(overlap.min(req.tile.saturating_sub(1)));
+    req.validate()?;
+    Ok(req)
+}
+
+pub fn method(m: MethodArg) -> Method {
+    match m {
+        MethodArg::Identity => Method::Identity,
+        MethodArg::Idw => Method::Idw,
+        MethodArg::Diffusion => Method::Diffusion,
+    }
+}
+
+fn report(status: &JobStatus) {
+    println!(
+        "job {} complete: {} chunks written, {} tiles computed; output {}",
+        status.job_id, status.chunks_total, status.tiles_dirty, status.output_url
+    );
+}

@@ -1,0 +1,72 @@
+//! Embedded mode: coordinator, N workers and the stitcher in one process, joined by the
+//! in-process broker (or by a real broker when one is given).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use prometheus::Registry;
+use telemetry::{Health, Shutdown};
+use wire::v1::JobStatus;
+
+use crate::config::Config;
+use crate::progress::JobProgress;
+
+/// Runs `req` to completion with `workers` local workers and a local stitcher.
+///
+/// # Errors
+/// Whatever stops the job, with its cause.
+pub async fn fill(
+    req: &coordinator::FillRequest,
+    broker_url: Option<&str>,
+    workers: usize,
+    cfg: &Config,
+    registry: &Registry,
+    shutdown: &Shutdown,
+) -> anyhow::Result<JobStatus> {
+    let broker = broker::connect(broker_url).await?;
+    let services = shutdown.child_token();
+    let health = Health::default();
+    let worker_metrics = worker::WorkerMetrics::register(registry)?;
+    let stitcher_metrics = stitcher::StitcherMetrics::register(registry)?;
+    let coordinator_metrics = coordinator::CoordinatorMetrics::register(registry)?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..workers.max(1) {
+        let (b, m, h, s, c) =
+            (broker.clone(), worker_metrics.clone(), health.clone(), services.clone(), cfg.worker.clone());
+        tasks.spawn(async move { worker::run(&c, b, m, h, s).await.map_err(anyhow::Error::from) });
+    }
+    {
+        let (b, m, h, s, c) =
+            (broker.clone(), stitcher_metrics, health.clone(), services.clone(), cfg.stitcher.clone());
+        tasks.spawn(async move { stitcher::run(&c, b, m, h, s).await.map_err(anyhow::Error::from) });
+    }
+    let mut progress = JobProgress::new("filling");
+    let result = tokio::select! {
+        r = coordinator::run(req, &cfg.coordinator, &broker, &coordinator_metrics, shutdown, &mut |s| progress.update(s)) => r.map_err(anyhow::Error::from),
+        Some(failed) = tasks.join_next() => Err(service_stopped(failed)),
+    };
+    progress.finish();
+    services.cancel();
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(Err(error)) = done {
+            tracing::warn!(%error, "local service stopped with an error");
+        }
+    }
+    result.with_context(|| format!("filling {} into {}", req.input, req.output))
+}
+
+fn service_stopped(r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Error {
+    match r {
+        Ok(Ok(())) => anyhow::anyhow!("a local service stopped unexpectedly"),
+        Ok(Err(e)) => e.context("a local service failed"),
+        Err(e) => anyhow::Error::from(e).context("a local service panicked"),
+    }
+}
+
+/// Connects to the broker for a distributed service.
+///
+/// # Errors
+/// When the broker is unreachable (named, password redacted).
+pub async fn connect(url: &str) -> anyhow::Result<Arc<dyn broker::Broker>> {
+    Ok(broker::connect(Some(url)).await?)
+}

@@ -1,0 +1,33 @@
+//! `terrafill`: parse, load config, start telemetry, call the library that does the work.
+
+mod args;
+mod commands;
+mod config;
+mod embedded;
+mod progress;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    let service = matches!(cli.command, args::Command::Worker(_) | args::Command::Stitcher(_));
+    let json = cli.log_json || !std::io::stderr().is_terminal();
+    telemetry::init_tracing(json, if service { "info" } else { "warn" });
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The terrafill coordinator: plans one job (tile grid, which tiles have gaps), stages the plan,
+//! publishes tile tasks with a bounded number waiting, and waits for the stitcher to finish.
+//! Re-running the same job resumes it: staged tiles are not published again.
+
+mod error;
+mod metrics;
+mod plan;
+mod request;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use broker::{Broker, Message, QueueSpec};
+use telemetry::Shutdown;
+use wire::v1::{stitch_event, JobStarted, JobState, JobStatus, StitchEvent, TileTask};
+use wire::{staging_keys, JobId};
+use zarr_io::Staging;
+
+pub use error::CoordinatorError;
+pub use metrics::CoordinatorMetrics;
+pub use plan::PlannedJob;
+pub use request::FillRequest;
+
+/// Coordinator settings (`[coordinator]` in the config file).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoordinatorConfig {
+    /// Most tile tasks waiting in the queue at once (bounds broker memory).
+    pub max_queued: u64,
+    /// How often to look at the job's status while waiting, in milliseconds.
+    pub poll_ms: u64,
+    /// Re-announce the job to the stitcher after this long without progress (a restarted
+    /// stitcher picks it up again), in seconds.
+    pub reannounce_s: u64,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        Self { max_queued: 256, poll_ms: 200, reannounce_s: 15 }
+    }
+}
+
+/// Plans and publishes a job; returns without waiting for it.
+///
+/// # Errors
+/// [`CoordinatorError`] for invalid requests, unreadable input, storage or broker failures.
+pub async fn submit(
+    req: &FillRequest,
+    cfg: &CoordinatorConfig,
+    broker: &Arc<dyn Broker>,
+    metrics: &CoordinatorMetrics,
+) -> Result<PlannedJob, CoordinatorError> {
+    let job = plan::plan(req, metrics).await?;
+    if job.finished.is_some() {
+        return Ok(job);
+    }
+    let spec = QueueSpec::default();
+    broker.declare_queue(wire::TILE_QUEUE, &spec).await?;
+    broker.declare_queue(wire::STITCH_QUEUE, &spec).await?;
+    announce(broker, &job).await?;
+    let staged: std::collections::HashSet<u64> = job
+        .staging
+        .list(&staging_keys::tiles_prefix(&job.id))
+        .await
+        .map_err(|source| CoordinatorError::Storage { context: "listing staged tiles".into(), source })?
+        .iter()
+        .filter_map(|k| staging_keys::tile_index(k))
+        .collect();
+    let mut room = 0;
+    for index in job.dirty.iter() {
+        if staged.contains(&index) {
+            metrics.tiles_resumed.inc();
+            continue;
+        }
+        if room == 0 {
+            room = wait_for_room(broker, cfg, metrics).await?;
+        }
+        room -= 1;
+        let task = TileTask { job: Some(job.spec.clone()), tile_index: index };
+        let mut msg = Message::new(wire::encode(&task));
+        msg.headers.insert(wire::HEADER_TYPE.into(), wire::types::TILE_TASK.into());
+        msg.headers.insert(wire::HEADER_JOB.into(), job.id.to_string());
+        broker.publish(wire::TILE_QUEUE, msg).await?;
+        metrics.tiles_published.inc();
+    }
+    tracing::info!(job = %job.id, tiles = job.grid.len(), dirty = job.dirty.count(), "job published");
+    Ok(job)
+}
+
+/// Plans, publishes and waits until the mosaic is complete, reporting progress.
+///
+/// # Errors
+/// As [`submit`] and [`wait`].
+pub async fn run(
+    req: &FillRequest,
+    cfg: &CoordinatorConfig,
+    broker: &Arc<dyn Broker>,
+    metrics: &CoordinatorMetrics,
+    shutdown: &Shutdown,
+    progress: &mut dyn FnMut(&JobStatus),
+) -> Result<JobStatus, CoordinatorError> {
+    let job = submit(req, cfg, broker, metrics).await?;
+    if let Some(status) = job.finished.clone() {
+        progress(&status);
+        return Ok(status);
+    }
+    wait(&job, cfg, broker, metrics, shutdown, progress).await
+}
+
+/// Waits for a published job to end.
+///
+/// # Errors
+/// [`CoordinatorError::JobFailed`] when it fails, [`CoordinatorError::Interrupted`] on shutdown.
+pub async fn wait(
+    job: &PlannedJob,
+    cfg: &CoordinatorConfig,
+    broker: &Arc<dyn Broker>,
+    metrics: &CoordinatorMetrics,
+    shutdown: &Shutdown,
+    progress: &mut dyn FnMut(&JobStatus),
+) -> Result<JobStatus, CoordinatorError> {
+    let poll = Duration::from_millis(cfg.poll_ms.max(10));
+    let mut last_change = Instant::now();
+    let mut last_written = u64::MAX;
+    loop {
+        if let Some(status) = read_status(&job.staging, &job.id).await? {
+            metrics.progress.set(stitcher_ratio(&status));
+            progress(&status);
+            match status.state() {
+                JobState::Succeeded => return Ok(status),
+                JobState::Failed => {
+                    return Err(CoordinatorError::JobFailed { job: job.id.to_string(), reason: status.error })
+                }
+                _ => {}
+            }
+            if status.chunks_written != last_written {
+                last_written = status.chunks_written;
+                last_change = Instant::now();
+            }
+        }
+        if last_change.elapsed() >= Duration::from_secs(cfg.reannounce_s.max(1)) {
+            announce(broker, job).await?;
+            last_change = Instant::now();
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Err(CoordinatorError::Interrupted { job: job.id.to_string() }),
+            _ = tokio::time::sleep(poll) => {}
+        }
+    }
+}
+
+/// The job's last staged status, if any.
+///
+/// # Errors
+/// [`CoordinatorError`] when staging cannot be read or holds garbage.
+pub async fn read_status(staging: &Staging, id: &JobId) -> Result<Option<JobStatus>, CoordinatorError> {
+    let bytes = staging
+        .get(&staging_keys::status(id))
+        .await
+        .map_err(|source| CoordinatorError::Storage { context: format!("reading status of job {id}"), source })?;
+    bytes.map(|b| wire::decode::<JobStatus>("JobStatus", &b, usize::MAX)).transpose().map_err(Into::into)
+}
+
+fn stitcher_ratio(status: &JobStatus) -> f64 {
+    if status.chunks_total == 0 {
+        0.0
+    } else {
+        status.chunks_written as f64 / status.chunks_total as f64
+    }
+}
+
+/// Tells the stitcher about the job (idempotent).
+async fn announce(broker: &Arc<dyn Broker>, job: &PlannedJob) -> Result<(), CoordinatorError> {
+    let started = JobStarted { job: Some(job.spec.clone()) };
+    let event = StitchEvent { event: Some(stitch_event::Event::Started(started)) };
+    let mut msg = Message::new(wire::encode(&event));
+    msg.headers.insert(wire::HEADER_TYPE.into(), wire::types::STITCH_EVENT.into());
+    msg.headers.insert(wire::HEADER_JOB.into(), job.id.to_string());
+    broker.publish(wire::STITCH_QUEUE, msg).await?;
+    Ok(())
+}
+
+/// Blocks while the tile queue holds `max_queued` tasks or more; returns how many more fit.
+async fn wait_for_room(
+    broker: &Arc<dyn Broker>,
+    cfg: &CoordinatorConfig,
+    metrics: &CoordinatorMetrics,
+) -> Result<u64, CoordinatorError> {
+    let limit = cfg.max_queued.max(1);
+    loop {
+        let depth = broker.queue_depth(wire::TILE_QUEUE).await?;
+        metrics.queue_in_flight.set(depth as i64);
+        if depth < limit {
+            return Ok(limit - depth);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

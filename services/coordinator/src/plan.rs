@@ -1,0 +1,139 @@
+//! Planning a job: open the input, build the grid, find the tiles with gaps (reading one tile
+//! window at a time, so memory stays bounded), create the output arrays and stage the plan.
+//! A plan already staged for the same job id is reused (resume).
+
+use tiling::TileGrid;
+use wire::v1::{JobPlan, JobSpec, JobState, JobStatus, Method};
+use wire::{staging_keys, JobId, TileSet};
+use zarr_io::{Mosaic, MosaicSpec, Scene, Staging};
+
+use crate::{CoordinatorError, CoordinatorMetrics, FillRequest};
+
+/// Output chunks are the input's (y, x) chunks, clamped to this range.
+const CHUNK_RANGE: (u64, u64) = (32, 2048);
+
+/// A planned (and possibly already finished) job.
+#[derive(Debug)]
+pub struct PlannedJob {
+    /// Job id.
+    pub id: JobId,
+    /// The spec every task carries.
+    pub spec: JobSpec,
+    /// Its tile grid.
+    pub grid: TileGrid,
+    /// Tiles that go to a worker.
+    pub dirty: TileSet,
+    /// The job's staging store.
+    pub staging: Staging,
+    /// Set when the job had already succeeded (nothing to do).
+    pub finished: Option<JobStatus>,
+}
+
+pub(crate) async fn plan(
+    req: &FillRequest,
+    metrics: &CoordinatorMetrics,
+) -> Result<PlannedJob, CoordinatorError> {
+    req.validate()?;
+    let id = req.job_id()?;
+    let storage = |context: String| move |source| CoordinatorError::Storage { context, source };
+    let mask = req.mask_array.as_deref();
+    let scene = Scene::open(&req.input, &req.array, mask)
+        .await
+        .map_err(storage(format!("opening input {}", req.input)))?;
+    let staging = Staging::open(&req.staging_url())
+        .map_err(storage(format!("opening staging {}", req.staging_url())))?;
+    let shape = scene.shape().to_vec();
+    let (cy, cx) = scene.chunk_shape_yx();
+    let chunk = (cy.clamp(CHUNK_RANGE.0, CHUNK_RANGE.1), cx.clamp(CHUNK_RANGE.0, CHUNK_RANGE.1));
+    let spec = req.spec(&id, &shape, chunk, scene.dimension_names());
+    let grid = spec.grid()?;
+
+    if let Some(status) = crate::read_status(&staging, &id).await? {
+        match status.state() {
+            JobState::Succeeded if Mosaic::is_finalized(&req.output).await.unwrap_or(false) => {
+                tracing::info!(job = %id, "job already complete");
+                let dirty = TileSet::new(grid.len());
+                return Ok(PlannedJob { id, spec, grid, dirty, staging, finished: Some(status) });
+            }
+            JobState::Running => {}
+            _ => {
+                // A failed (or vanished) result: start over, keeping staged tiles.
+                staging
+                    .delete_prefix(&staging_keys::status(&id))
+                    .await
+                    .map_err(storage(format!("resetting job {id}")))?;
+            }
+        }
+    } else if Mosaic::is_finalized(&req.output).await.unwrap_or(false) {
+        return Err(CoordinatorError::Invalid(format!(
+            "output {} already holds a complete mosaic from another job; remove it or choose another path",
+            req.output
+        )));
+    }
+
+    let dirty = match staging.get(&staging_keys::plan(&id)).await.map_err(storage("reading plan".into()))? {
+        Some(bytes) => reuse_plan(&id, &spec, &grid, &bytes)?,
+        None => {
+            let dirty = find_dirty_tiles(&scene, &grid, req.method, &id).await?;
+            let plan = JobPlan {
+                job: Some(spec.clone()),
+                dirty_tiles: dirty.as_bytes().to_vec(),
+                tiles_total: grid.len(),
+                tiles_dirty: dirty.count(),
+            };
+            let mosaic = MosaicSpec {
+                shape: shape.clone(),
+                chunk_yx: chunk,
+                dimension_names: spec.dimension_names.clone(),
+                with_spread: spec.ensemble > 1 && spec.member.is_none(),
+                array_attributes: scene.array_attributes(),
+            };
+            Mosaic::create(&req.output, &mosaic)
+                .await
+                .map_err(storage(format!("creating output {}", req.output)))?;
+            staging
+                .put(&staging_keys::plan(&id), wire::encode(&plan))
+                .await
+                .map_err(storage(format!("staging the plan of job {id}")))?;
+            dirty
+        }
+    };
+    metrics.tiles_planned.inc_by(grid.len());
+    metrics.tiles_skipped.inc_by(grid.len() - dirty.count());
+    Ok(PlannedJob { id, spec, grid, dirty, staging, finished: None })
+}
+
+fn reuse_plan(id: &JobId, spec: &JobSpec, grid: &TileGrid, bytes: &[u8]) -> Result<TileSet, CoordinatorError> {
+    let plan: JobPlan = wire::decode("JobPlan", bytes, usize::MAX)?;
+    if plan.job.as_ref() != Some(spec) {
+        return Err(CoordinatorError::Invalid(format!(
+            "job {id} was planned with different parameters; use another --job-id or remove its staging"
+        )));
+    }
+    TileSet::from_bytes(plan.dirty_tiles, grid.len())
+        .ok_or_else(|| CoordinatorError::Invalid(format!("staged plan of job {id} is corrupt")))
+}
+
+/// Tiles that contain a missing pixel (every tile for `identity`, the pipeline self-check).
+async fn find_dirty_tiles(
+    scene: &Scene,
+    grid: &TileGrid,
+    method: Method,
+    id: &JobId,
+) -> Result<TileSet, CoordinatorError> {
+    let mut dirty = TileSet::new(grid.len());
+    for tile in grid.tiles() {
+        if method == Method::Identity {
+            dirty.insert(tile.index);
+            continue;
+        }
+        let data = scene.read_window(tile.window).await.map_err(|source| CoordinatorError::Storage {
+            context: format!("scanning tile {} of job {id}", tile.index),
+            source,
+        })?;
+        if data.values.iter().any(|v| v.is_nan()) {
+            dirty.insert(tile.index);
+        }
+    }
+    Ok(dirty)
+}

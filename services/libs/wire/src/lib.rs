@@ -1,0 +1,66 @@
+//! terrafill's wire contract: the prost types generated from `proto/terrafill/v1`, their checked
+//! decoding, the broker topology names and the staging key layout.
+
+mod codec;
+mod job_id;
+mod names;
+mod tile_set;
+pub mod staging_keys;
+
+pub use codec::{decode, encode, f32_from_le_bytes, f32_to_le_bytes, WireError};
+pub use job_id::JobId;
+pub use names::*;
+pub use tile_set::TileSet;
+
+/// Generated protobuf types of package `terrafill.v1`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod v1 {
+    include!(concat!(env!("OUT_DIR"), "/terrafill.v1.rs"));
+}
+
+impl v1::JobSpec {
+    /// The validated job id.
+    ///
+    /// # Errors
+    /// [`WireError::InvalidJobId`].
+    pub fn id(&self) -> Result<JobId, WireError> {
+        JobId::parse(&self.job_id)
+    }
+
+    /// The tile grid of the job's scene.
+    ///
+    /// # Errors
+    /// [`WireError::BadSpec`] when the shape has fewer than two dimensions or the grid is invalid.
+    pub fn grid(&self) -> Result<tiling::TileGrid, WireError> {
+        let (h, w) = self.plane()?;
+        tiling::TileGrid::new(h, w, self.tile, self.overlap).map_err(|e| WireError::BadSpec {
+            job: self.job_id.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The output chunk grid.
+    ///
+    /// # Errors
+    /// [`WireError::BadSpec`] when the shape has fewer than two dimensions.
+    pub fn chunk_grid(&self) -> Result<tiling::ChunkGrid, WireError> {
+        let (h, w) = self.plane()?;
+        Ok(tiling::ChunkGrid::new(h, w, self.chunk_y, self.chunk_x))
+    }
+
+    /// Product of the leading (band/time) dimensions.
+    pub fn lead_len(&self) -> usize {
+        let n = self.shape.len().saturating_sub(2);
+        self.shape[..n].iter().product::<u64>() as usize
+    }
+
+    fn plane(&self) -> Result<(u64, u64), WireError> {
+        match self.shape.as_slice() {
+            [.., h, w] => Ok((*h, *w)),
+            _ => Err(WireError::BadSpec {
+                job: self.job_id.clone(),
+                reason: format!("shape {:?} has fewer than two dimensions", self.shape),
+            }),
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! The error type of this crate: every variant names the thing at fault.
+
+use tiling::Window;
+use zarrs::array::{ArrayCreateError, ArrayError};
+use zarrs::group::GroupCreateError;
+use zarrs::storage::StorageError;
+
+/// Anything that can go wrong opening, reading or writing Zarr data and objects.
+///
+/// Each variant carries the URL (and array, key or window) it is about; [`ZarrIoError::is_retryable`]
+/// tells whether trying again later can succeed (network and store hiccups) or not (bad input).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ZarrIoError {
+    /// The URL has a scheme this crate does not know.
+    #[error("unsupported URL scheme `{scheme}` in `{url}` (expected a path, file://, s3://, gs://, az://, memory://)")]
+    UnsupportedScheme {
+        /// The URL as given.
+        url: String,
+        /// Its scheme.
+        scheme: String,
+    },
+
+    /// The URL could not be parsed or lacks a required part (e.g. the bucket).
+    #[error("invalid location `{url}`: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// Building the object store client for a URL failed (bad configuration in the environment).
+    #[error("cannot configure object store for `{url}`: {source}")]
+    StoreConfig {
+        /// The URL as given.
+        url: String,
+        /// The underlying error.
+        #[source]
+        source: object_store::Error,
+    },
+
+    /// An object store operation failed.
+    #[error("object store {operation} of `{key}` in `{url}` failed: {source}")]
+    Store {
+        /// The location the store was opened at.
+        url: String,
+        /// The object key (relative to `url`).
+        key: String,
+        /// What was attempted (`get`, `put`, `list`, `delete`, `head`).
+        operation: &'static str,
+        /// The underlying error.
+        #[source]
+        source: object_store::Error,
+    },
+
+    /// A single object asked for does not exist.
+    #[error("object not found: `{url}`")]
+    ObjectNotFound {
+        /// The object's URL.
+        url: String,
+    },
+
+    /// There is no Zarr group at the URL (no `zarr.json` / `.zgroup`).
+    #[error("`{url}` is not a Zarr group (no zarr.json or .zgroup found)")]
+    NotAZarr {
+        /// The location.
+        url: String,
+    },
+
+    /// The group metadata exists but cannot be read.
+    #[error("cannot open Zarr group `{url}`: {source}")]
+    OpenGroup {
+        /// The location.
+        url: String,
+        /// The underlying error.
+        #[source]
+        source: GroupCreateError,
+    },
+
+    /// The named array does not exist in the group.
+    #[error("array `{array}` not found in Zarr group `{url}`")]
+    ArrayNotFound {
+        /// The group location.
+        url: String,
+        /// The array name.
+        array: String,
+    },
+
+    /// The array metadata exists but is invalid or uses an unsupported feature.
+    #[error("cannot open array `{array}` in `{url}`: {source}")]
+    OpenArray {
+        /// The group location.
+        url: String,
+        /// The array name.
+        array: String,
+        /// The underlying error.
+        #[source]
+        source: ArrayCreateError,
+    },
+
+    /// The array has a rank other than 2, 3 or 4.
+    #[error("array `{array}` in `{url}` has shape {shape:?}; expected [y, x], [band, y, x] or [time, band, y, x]")]
+    UnsupportedRank {
+        /// The group location.
+        url: String,
+        /// The array name.
+        array: String,
+        /// The array's shape.
+        shape: Vec<u64>,
+    },
+
+    /// The array's data type cannot be converted to float32.
+    #[error("array `{array}` in `{url}` has unsupported data type `{data_type}` (need an integer or float type)")]
+    UnsupportedDataType {
+        /// The group location.
+        url: String,
+        /// The array name.
+        array: String,
+        /// The data type's name.
+        data_type: String,
+    },
+
+    /// The mask array's shape fits neither the data's shape nor its last two dimensions.
+    #[error("mask array `{mask}` in `{url}` has shape {mask_shape:?}, incompatible with data shape {data_shape:?}")]
+    MaskShape {
+        /// The group location.
+        url: String,
+        /// The mask array name.
+        mask: String,
+        /// The mask's shape.
+        mask_shape: Vec<u64>,
+        /// The data's shape.
+        data_shape: Vec<u64>,
+    },
+
+    /// A window does not lie inside the scene.
+    #[error("window {} is outside array `{array}` of shape {shape:?} in `{url}`", show(window))]
+    WindowOutOfBounds {
+        /// The group location.
+        url: String,
+        /// The array name.
+        array: String,
+        /// The window asked for.
+        window: Window,
+        /// The array's shape.
+        shape: Vec<u64>,
+    },
+
+    /// A padded read was asked for a target smaller than the window, or an empty window.
+    #[error("cannot pad window {} of `{url}` to {out_h}x{out_w}", show(window))]
+    InvalidPadding {
+        /// The group location.
+        url: String,
+        /// The window asked for.
+        window: Window,
+        /// Requested output height.
+        out_h: u64,
+        /// Requested output width.
+        out_w: u64,
+    },
+
+    /// Reading array data failed.
+    #[error("reading window {} of array `{array}` in `{url}` failed: {source}", show(window))]
+    Read {
+        /// The group location.
+        url: String,
+        /// The array name.
+        array: String,
+        /// The window being read.
+        window: Window,
+        /// The underlying error.
+        #[source]
+        source: ArrayError,
+    },
+
+    /// Writing a chunk failed.
+    #[error("writing chunk ({cy}, {cx}) of array `{array}` in `{url}` failed: {source}")]
+    Write {
+        /// The group location.
+        url: String,
+        /// The array name.
+        array: String,
+        /// Chunk row.
+        cy: u64,
+        /// Chunk column.
+        cx: u64,
+        /// The underlying error.
+        #[source]
+        source: ArrayError,
+    },
+
+    /// Writing array or group metadata failed.
+    #[error("writing metadata of `{node}` in `{url}` failed: {source}")]
+    WriteMetadata {
+        /// The group location.
+        url: String,
+        /// The node (array name, or `/` for the root group).
+        node: String,
+        /// The underlying error.
+        #[source]
+        source: StorageError,
+    },
+
+    /// A mosaic specification is inconsistent.
+    #[error("invalid mosaic spec for `{url}`: {reason}")]
+    InvalidSpec {
+        /// The output location.
+        url: String,
+        /// What is inconsistent.
+        reason: String,
+    },
+
+    /// An existing output's array differs from the spec it is being resumed with.
+    #[error("existing array `{array}` in `{url}` does not match the requested spec: {detail}")]
+    SpecMismatch {
+        /// The output location.
+        url: String,
+        /// The array name.
+        array: String,
+        /// Which property differs, with both values.
+        detail: String,
+    },
+
+    /// A chunk index lies outside the chunk grid.
+    #[error("chunk ({cy}, {cx}) is outside the chunk grid {rows}x{cols} of `{url}`")]
+    ChunkOutOfGrid {
+        /// The output location.
+        url: String,
+        /// Chunk row.
+        cy: u64,
+        /// Chunk column.
+        cx: u64,
+        /// Chunk grid rows.
+        rows: u64,
+        /// Chunk grid columns.
+        cols: u64,
+    },
+
+    /// The buffer handed to a chunk write has the wrong length.
+    #[error("chunk ({cy}, {cx}) of array `{array}` in `{url}` needs {expected} values, got {got}")]
+    ChunkLength {
+        /// The output location.
+        url: String,
+        /// The array name.
+        array: String,
+        /// Chunk row.
+        cy: u64,
+        /// Chunk column.
+        cx: u64,
+        /// Expected number of values.
+        expected: usize,
+        /// Number of values given.
+        got: usize,
+    },
+
+    /// A staging key or prefix is not a safe relative path.
+    #[error("invalid staging key `{key}`: {reason}")]
+    InvalidKey {
+        /// The key as given.
+        key: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+}
+
+impl ZarrIoError {
+    /// Whether trying the same operation again later may succeed.
+    ///
+    /// True for transient store failures (network, throttling, I/O); false for bad input, missing
+    /// objects, permission problems and unsupported data.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Store { source, .. } => object_store_retryable(source),
+            Self::OpenGroup { source, .. } => match source {
+                GroupCreateError::StorageError(e) => storage_retryable(e),
+                _ => false,
+            },
+            Self::OpenArray { source, .. } => match source {
+                ArrayCreateError::StorageError(e) => storage_retryable(e),
+                _ => false,
+            },
+            Self::Read { source, .. } | Self::Write { source, .. } => array_retryable(source),
+            Self::WriteMetadata { source, .. } => storage_retryable(source),
+            _ => false,
+        }
+    }
+}
+
+/// A window as `[y0..y1, x0..x1]`, without overflowing for absurd windows.
+fn show(w: &Window) -> String {
+    format!(
+        "[{}..{}, {}..{}]",
+        w.y0,
+        w.y0.saturating_add(w.height),
+        w.x0,
+        w.x0.saturating_add(w.width)
+    )
+}
+
+/// Transient object store failures: generic (network/HTTP) errors and task join failures.
+fn object_store_retryable(e: &object_store::Error) -> bool {
+    matches!(
+        e,
+        object_store::Error::Generic { .. } | object_store::Error::JoinError { .. }
+    )
+}
+
+/// zarrs flattens object store errors into `Other(String)`; those and I/O errors may be transient.
+fn storage_retryable(e: &StorageError) -> bool {
+    matches!(e, StorageError::Other(_) | StorageError::IOError(_))
+}
+
+fn array_retryable(e: &ArrayError) -> bool {
+    match e {
+        ArrayError::StorageError(s) => storage_retryable(s),
+        ArrayError::CodecError(zarrs::array::CodecError::StorageError(s)) => storage_retryable(s),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_classification() {
+        let transient = ZarrIoError::Store {
+            url: "s3://b/p".into(),
+            key: "k".into(),
+            operation: "get",
+            source: object_store::Error::Generic {
+                store: "S3",
+                source: "connection reset".into(),
+            },
+        };
+        assert!(transient.is_retryable());
+        let missing = ZarrIoError::Store {
+            url: "s3://b/p".into(),
+            key: "k".into(),
+            operation: "get",
+            source: object_store::Error::NotFound {
+                path: "k".into(),
+                source: "gone".into(),
+            },
+        };
+        assert!(!missing.is_retryable());
+        let bad = ZarrIoError::NotAZarr { url: "memory://x".into() };
+        assert!(!bad.is_retryable());
+        assert!(bad.to_string().contains("memory://x"));
+        let key = ZarrIoError::InvalidKey { key: "../x".into(), reason: "`..` segment" };
+        assert!(!key.is_retryable());
+    }
+}

@@ -1,0 +1,214 @@
+//! Locations: turning a path or URL into an object store and a key prefix inside it.
+//!
+//! Supported forms: `./rel/path`, `/abs/path`, `file:///abs/path`, `s3://bucket/prefix`,
+//! `gs://bucket/prefix`, `az://container/prefix`, `memory://name/prefix`. Credentials, regions and
+//! endpoints come from the environment only (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
+
+use std::collections::HashMap;
+use std::path::{Component, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::error::ZarrIoError;
+
+/// A store together with the key prefix a URL points at.
+pub type StoreAndPrefix = (Arc<dyn ObjectStore>, Path);
+
+/// Open the object store behind `url` and return it with the key prefix the URL points at.
+///
+/// Local paths map to a filesystem store rooted at `/` (writes go through a temporary file and an
+/// atomic rename, with fsync, and create missing directories); `memory://name/...` URLs share one
+/// process-global in-memory store per `name`, so two opens see the same data.
+///
+/// # Errors
+/// [`ZarrIoError::UnsupportedScheme`] for unknown schemes, [`ZarrIoError::InvalidUrl`] for
+/// unparseable URLs or missing bucket names, [`ZarrIoError::StoreConfig`] when the environment holds
+/// an invalid store configuration.
+pub fn open_store(url: &str) -> Result<StoreAndPrefix, ZarrIoError> {
+    if url.starts_with("file://") || !url.contains("://") {
+        return open_local(url);
+    }
+    let parsed = url::Url::parse(url).map_err(|e| invalid(url, e.to_string()))?;
+    let prefix = Path::from_url_path(parsed.path()).map_err(|e| invalid(url, e.to_string()))?;
+    let host = parsed.host_str().filter(|h| !h.is_empty());
+    let config = |source| ZarrIoError::StoreConfig { url: url.to_owned(), source };
+    let store: Arc<dyn ObjectStore> = match parsed.scheme() {
+        "memory" => memory_store(host.unwrap_or("default")),
+        "s3" | "s3a" => {
+            let bucket = host.ok_or_else(|| invalid(url, "missing bucket name".into()))?;
+            Arc::new(
+                AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .build()
+                    .map_err(config)?,
+            )
+        }
+        "gs" => {
+            let bucket = host.ok_or_else(|| invalid(url, "missing bucket name".into()))?;
+            Arc::new(
+                GoogleCloudStorageBuilder::from_env()
+                    .with_bucket_name(bucket)
+                    .build()
+                    .map_err(config)?,
+            )
+        }
+        "az" | "azure" => {
+            let container = host.ok_or_else(|| invalid(url, "missing container name".into()))?;
+            Arc::new(
+                MicrosoftAzureBuilder::from_env()
+                    .with_container_name(container)
+                    .build()
+                    .map_err(config)?,
+            )
+        }
+        other => {
+            return Err(ZarrIoError::UnsupportedScheme {
+                url: url.to_owned(),
+                scheme: other.to_owned(),
+            })
+        }
+    };
+    Ok((store, prefix))
+}
+
+/// Read one whole object (e.g. a checkpoint) at `url`.
+///
+/// # Errors
+/// [`ZarrIoError::ObjectNotFound`] when there is no object at `url`, [`ZarrIoError::Store`] for
+/// other store failures, plus the errors of [`open_store`].
+pub async fn get_bytes(url: &str) -> Result<Bytes, ZarrIoError> {
+    let (store, path) = open_store(url)?;
+    let result = match store.get(&path).await {
+        Ok(r) => r.bytes().await,
+        Err(e) => Err(e),
+    };
+    result.map_err(|source| match source {
+        object_store::Error::NotFound { .. } => ZarrIoError::ObjectNotFound { url: url.to_owned() },
+        source => store_error(url, &path, "get", source),
+    })
+}
+
+/// Write one whole object at `url`, atomically replacing any previous one.
+///
+/// # Errors
+/// [`ZarrIoError::Store`] when the write fails, plus the errors of [`open_store`].
+pub async fn put_bytes(url: &str, bytes: Bytes) -> Result<(), ZarrIoError> {
+    let (store, path) = open_store(url)?;
+    store
+        .put(&path, PutPayload::from(bytes))
+        .await
+        .map(|_| ())
+        .map_err(|source| store_error(url, &path, "put", source))
+}
+
+/// Build a [`ZarrIoError::Store`] for an operation on `key` below `url`.
+pub(crate) fn store_error(
+    url: &str,
+    key: &Path,
+    operation: &'static str,
+    source: object_store::Error,
+) -> ZarrIoError {
+    ZarrIoError::Store { url: url.to_owned(), key: key.to_string(), operation, source }
+}
+
+fn invalid(url: &str, reason: String) -> ZarrIoError {
+    ZarrIoError::InvalidUrl { url: url.to_owned(), reason }
+}
+
+/// Local paths and `file://` URLs: a filesystem store at `/` with the absolute path as prefix.
+fn open_local(url: &str) -> Result<StoreAndPrefix, ZarrIoError> {
+    let path = if url.starts_with("file://") {
+        let parsed = url::Url::parse(url).map_err(|e| invalid(url, e.to_string()))?;
+        parsed
+            .to_file_path()
+            .map_err(|()| invalid(url, "not an absolute local file URL".into()))?
+    } else {
+        PathBuf::from(url)
+    };
+    if path.as_os_str().is_empty() {
+        return Err(invalid(url, "empty path".into()));
+    }
+    let absolute = std::path::absolute(&path).map_err(|e| invalid(url, e.to_string()))?;
+    let normalized = normalize(&absolute);
+    let prefix =
+        Path::from_absolute_path(&normalized).map_err(|e| invalid(url, e.to_string()))?;
+    let store = LocalFileSystem::new().with_fsync(true);
+    Ok((Arc::new(store), prefix))
+}
+
+/// Resolve `.` and `..` lexically (the path may not exist yet, so no canonicalisation).
+fn normalize(path: &std::path::Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// The process-global in-memory store called `name`.
+fn memory_store(name: &str) -> Arc<dyn ObjectStore> {
+    static REGISTRY: OnceLock<Mutex<HashMap<String, Arc<InMemory>>>> = OnceLock::new();
+    let registry = REGISTRY.get_or_init(Default::default);
+    // A poisoned lock only means another thread panicked while inserting; the map is still valid.
+    let mut map = registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let store = map.entry(name.to_owned()).or_insert_with(|| Arc::new(InMemory::new()));
+    Arc::clone(store) as Arc<dyn ObjectStore>
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_paths_become_absolute_prefixes() {
+        let (_, p) = open_store("/tmp/a/../b/scene.zarr").expect("abs path");
+        assert_eq!(p.as_ref(), "tmp/b/scene.zarr");
+        let (_, p) = open_store("file:///tmp/x.zarr").expect("file url");
+        assert_eq!(p.as_ref(), "tmp/x.zarr");
+        let (_, p) = open_store("./rel.zarr").expect("relative");
+        assert!(p.as_ref().ends_with("rel.zarr"));
+        assert!(!p.as_ref().contains("./"));
+    }
+
+    #[test]
+    fn memory_urls_share_a_store_per_name() {
+        let (a, pa) = open_store("memory://shared-name/x/y").expect("memory");
+        let (b, _) = open_store("memory://shared-name/other").expect("memory");
+        let (c, _) = open_store("memory://another-name/x/y").expect("memory");
+        assert_eq!(pa.as_ref(), "x/y");
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        rt.block_on(async {
+            a.put(&Path::from("x/y/k"), Bytes::from_static(b"v").into()).await.expect("put");
+            assert!(b.head(&Path::from("x/y/k")).await.is_ok());
+            assert!(c.head(&Path::from("x/y/k")).await.is_err());
+        });
+    }
+
+    #[test]
+    fn unknown_scheme_names_the_url() {
+        let err = open_store("ftp://host/data.zarr").err().expect("must fail");
+        assert!(matches!(err, ZarrIoError::UnsupportedScheme { .. }));
+        assert!(err.to_string().contains("ftp://host/data.zarr"));
+        assert!(!err.is_retryable());
+    }
+
+    #[test]
+    fn s3_needs_a_bucket() {
+        let err = open_store("s3:///prefix").err().expect("must fail");
+        assert!(matches!(err, ZarrIoError::InvalidUrl { .. }), "{err}");
+    }
+}

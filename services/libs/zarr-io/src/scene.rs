@@ -1,0 +1,397 @@
+//! Input scenes: a Zarr group (v3, or v2) with a numeric array `[y, x]`, `[band, y, x]` or
+//! `[time, band, y, x]`, read window by window as `f32` with missing pixels as NaN.
+
+use serde_json::{Map, Value};
+use tiling::Window;
+use zarrs::array::{Array, ArrayCreateError, ArraySubset};
+use zarrs::group::{Group, GroupCreateError};
+
+use crate::convert::{is_supported, read_f32, MissingRule};
+use crate::error::ZarrIoError;
+use crate::pad::reflect_pad;
+use crate::zarr_store::{open_zarr_store, ZarrStore};
+
+/// Attributes that name a sentinel for missing data, in the order they are looked up.
+const MISSING_ATTRIBUTES: [&str; 3] = ["_FillValue", "missing_value", "nodata"];
+
+/// xarray's attribute holding the dimension names of a Zarr v2 array.
+const XARRAY_DIMENSIONS: &str = "_ARRAY_DIMENSIONS";
+
+/// Values of a window: all leading dimensions × the window's rows × columns, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TileData {
+    /// `[lead..., height, width]`; for a rank-2 array just `[height, width]`.
+    pub shape: Vec<usize>,
+    /// The values; missing pixels are NaN.
+    pub values: Vec<f32>,
+}
+
+impl TileData {
+    /// Number of NaN (missing) values.
+    pub fn missing_count(&self) -> usize {
+        self.values.iter().filter(|v| v.is_nan()).count()
+    }
+}
+
+/// The mask array and whether it covers only `[y, x]` (broadcast over leading dimensions).
+struct Mask {
+    name: String,
+    array: Array<ZarrStore>,
+    broadcast: bool,
+}
+
+/// An opened input scene.
+///
+/// Opening reads only metadata; [`Scene::read_window`] fetches just the chunks a window touches.
+pub struct Scene {
+    url: String,
+    array_name: String,
+    data: Array<ZarrStore>,
+    mask: Option<Mask>,
+    group_attributes: Map<String, Value>,
+    rule: MissingRule,
+    chunk_yx: (u64, u64),
+}
+
+impl std::fmt::Debug for Scene {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scene")
+            .field("url", &self.url)
+            .field("array", &self.array_name)
+            .field("shape", &self.shape())
+            .field("mask", &self.mask.as_ref().map(|m| &m.name))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Scene {
+    /// Open the array `array` (and optionally the mask array `mask_array`, 1 = missing) of the Zarr
+    /// group at `url`.
+    ///
+    /// # Errors
+    /// [`ZarrIoError::NotAZarr`] when `url` holds no group, [`ZarrIoError::ArrayNotFound`],
+    /// [`ZarrIoError::UnsupportedRank`] for rank < 2 or > 4, [`ZarrIoError::UnsupportedDataType`]
+    /// for non-numeric arrays, [`ZarrIoError::MaskShape`] for a mask that fits neither the data's
+    /// shape nor its `[y, x]` shape, and store errors.
+    pub async fn open(
+        url: &str,
+        array: &str,
+        mask_array: Option<&str>,
+    ) -> Result<Scene, ZarrIoError> {
+        let opened = open_zarr_store(url)?;
+        let group = Group::async_open(opened.zarr.clone(), "/").await.map_err(|source| {
+            match source {
+                GroupCreateError::MissingMetadata => ZarrIoError::NotAZarr { url: url.to_owned() },
+                source => ZarrIoError::OpenGroup { url: url.to_owned(), source },
+            }
+        })?;
+        let group_attributes = group.attributes().clone();
+        let data = open_array(&opened.zarr, url, array).await?;
+        let shape = data.shape().to_vec();
+        if !(2..=4).contains(&shape.len()) {
+            return Err(ZarrIoError::UnsupportedRank {
+                url: url.to_owned(),
+                array: array.to_owned(),
+                shape,
+            });
+        }
+        let mask = match mask_array {
+            Some(name) => Some(open_mask(&opened.zarr, url, name, &shape).await?),
+            None => None,
+        };
+        let rank = shape.len();
+        let chunk_yx = data
+            .chunk_shape(&vec![0; rank])
+            .map(|c| (c[rank - 2].get(), c[rank - 1].get()))
+            .unwrap_or((shape[rank - 2], shape[rank - 1]));
+        let rule = MissingRule {
+            sentinels: sentinels(data.attributes())
+                .or_else(|| sentinels(&group_attributes))
+                .unwrap_or_default(),
+            zarr_fill: true,
+        };
+        Ok(Scene {
+            url: url.to_owned(),
+            array_name: array.to_owned(),
+            data,
+            mask,
+            group_attributes,
+            rule,
+            chunk_yx,
+        })
+    }
+
+    /// The location the scene was opened from.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The name of the data array.
+    pub fn array_name(&self) -> &str {
+        &self.array_name
+    }
+
+    /// The array's full shape, `[lead..., y, x]`.
+    pub fn shape(&self) -> &[u64] {
+        self.data.shape()
+    }
+
+    /// Number of rows (size of the `y` dimension).
+    pub fn height(&self) -> u64 {
+        let s = self.shape();
+        s[s.len() - 2]
+    }
+
+    /// Number of columns (size of the `x` dimension).
+    pub fn width(&self) -> u64 {
+        let s = self.shape();
+        s[s.len() - 1]
+    }
+
+    /// Product of the leading dimensions (1 for a rank-2 array).
+    pub fn lead_len(&self) -> u64 {
+        let s = self.shape();
+        s[..s.len() - 2].iter().product()
+    }
+
+    /// The regular chunk shape of the array in its last two dimensions.
+    pub fn chunk_shape_yx(&self) -> (u64, u64) {
+        self.chunk_yx
+    }
+
+    /// Dimension names: Zarr v3 `dimension_names`, else xarray's `_ARRAY_DIMENSIONS` attribute,
+    /// else `[y, x]`, `[band, y, x]` or `[time, band, y, x]` (also for any unnamed dimension).
+    pub fn dimension_names(&self) -> Vec<String> {
+        let rank = self.shape().len();
+        let defaults = default_dimension_names(rank);
+        let given: Option<Vec<Option<String>>> = self.data.dimension_names().clone().or_else(|| {
+            let list = self.data.attributes().get(XARRAY_DIMENSIONS)?.as_array()?;
+            Some(list.iter().map(|v| v.as_str().map(str::to_owned)).collect())
+        });
+        match given {
+            Some(names) if names.len() == rank => names
+                .into_iter()
+                .zip(defaults)
+                .map(|(name, default)| name.filter(|n| !n.is_empty()).unwrap_or(default))
+                .collect(),
+            _ => defaults,
+        }
+    }
+
+    /// The group's attributes (CRS, transform, units …).
+    pub fn group_attributes(&self) -> Map<String, Value> {
+        self.group_attributes.clone()
+    }
+
+    /// The data array's attributes.
+    pub fn array_attributes(&self) -> Map<String, Value> {
+        self.data.attributes().clone()
+    }
+
+    /// Read all leading dimensions × window `w` as `f32`, missing pixels as NaN.
+    ///
+    /// Missing means: NaN; equal to the `_FillValue` / `missing_value` / `nodata` attribute (the
+    /// array's, else the group's); equal to the Zarr fill value when that is nonzero (a zero fill
+    /// value is zarr's default and would turn every legitimate zero into a gap; chunks absent from
+    /// the store read as the fill value); or a nonzero mask value. Float32 values are returned
+    /// bit-exactly. Only the chunks the window touches are fetched.
+    ///
+    /// # Errors
+    /// [`ZarrIoError::WindowOutOfBounds`] when `w` is not inside the scene, [`ZarrIoError::Read`]
+    /// when fetching or decoding fails.
+    pub async fn read_window(&self, w: Window) -> Result<TileData, ZarrIoError> {
+        self.check_window(w)?;
+        let rank = self.shape().len();
+        let mut shape: Vec<usize> = self.shape()[..rank - 2].iter().map(|&d| to_usize(d)).collect();
+        shape.extend([to_usize(w.height), to_usize(w.width)]);
+        if w.height == 0 || w.width == 0 {
+            return Ok(TileData { shape, values: Vec::new() });
+        }
+        let subset = self.subset(w, rank);
+        let read_err = |array: &str| {
+            let (url, array) = (self.url.clone(), array.to_owned());
+            move |source| ZarrIoError::Read { url, array, window: w, source }
+        };
+        let data = async {
+            read_f32(&self.data, &subset, Some(&self.rule)).await.map_err(read_err(&self.array_name))
+        };
+        let mask = async {
+            match &self.mask {
+                Some(m) => {
+                    let rank = m.array.shape().len();
+                    let sub = self.subset(w, rank);
+                    read_f32(&m.array, &sub, None).await.map(Some).map_err(read_err(&m.name))
+                }
+                None => Ok(None),
+            }
+        };
+        let (mut values, mask) = futures::try_join!(data, mask)?;
+        if let Some(mask) = mask {
+            // A broadcast mask holds one plane; `cycle` repeats it over the leading dimensions.
+            for (v, m) in values.iter_mut().zip(mask.iter().cycle()) {
+                if *m != 0.0 {
+                    *v = f32::NAN;
+                }
+            }
+        }
+        Ok(TileData { shape, values })
+    }
+
+    /// Read window `w` and pad it by mirror reflection (numpy `reflect`) at the bottom and right
+    /// to `out_h`×`out_w`; the window's pixels stay at the top-left. For scenes smaller than a tile.
+    ///
+    /// # Errors
+    /// [`ZarrIoError::InvalidPadding`] when `w` is empty or larger than the output, plus the errors
+    /// of [`Scene::read_window`].
+    pub async fn read_window_padded(
+        &self,
+        w: Window,
+        out_h: u64,
+        out_w: u64,
+    ) -> Result<TileData, ZarrIoError> {
+        if w.height == 0 || w.width == 0 || out_h < w.height || out_w < w.width {
+            return Err(ZarrIoError::InvalidPadding { url: self.url.clone(), window: w, out_h, out_w });
+        }
+        let tile = self.read_window(w).await?;
+        let lead = to_usize(self.lead_len());
+        let (h, wd, oh, ow) = (to_usize(w.height), to_usize(w.width), to_usize(out_h), to_usize(out_w));
+        let values = reflect_pad(&tile.values, lead, h, wd, oh, ow);
+        let mut shape = tile.shape;
+        let n = shape.len();
+        shape[n - 2] = oh;
+        shape[n - 1] = ow;
+        Ok(TileData { shape, values })
+    }
+
+    fn check_window(&self, w: Window) -> Result<(), ZarrIoError> {
+        let fits = |start: u64, len: u64, size: u64| start.checked_add(len).is_some_and(|end| end <= size);
+        if fits(w.y0, w.height, self.height()) && fits(w.x0, w.width, self.width()) {
+            Ok(())
+        } else {
+            Err(ZarrIoError::WindowOutOfBounds {
+                url: self.url.clone(),
+                array: self.array_name.clone(),
+                window: w,
+                shape: self.shape().to_vec(),
+            })
+        }
+    }
+
+    /// The subset of a rank-`rank` array with the same trailing dimensions as the data: the
+    /// leading dimensions whole, then the window.
+    fn subset(&self, w: Window, rank: usize) -> ArraySubset {
+        let shape = self.shape();
+        let lead = &shape[shape.len() - rank..shape.len() - 2];
+        let mut ranges: Vec<std::ops::Range<u64>> = lead.iter().map(|&d| 0..d).collect();
+        ranges.extend([w.y0..w.y1(), w.x0..w.x1()]);
+        ArraySubset::new_with_ranges(&ranges)
+    }
+}
+
+/// Open array `name` of the group and check that its data type converts to `f32`.
+async fn open_array(
+    store: &std::sync::Arc<ZarrStore>,
+    url: &str,
+    name: &str,
+) -> Result<Array<ZarrStore>, ZarrIoError> {
+    let path = format!("/{}", name.trim_start_matches('/'));
+    let array = Array::async_open(store.clone(), &path).await.map_err(|source| match source {
+        ArrayCreateError::MissingMetadata => {
+            ZarrIoError::ArrayNotFound { url: url.to_owned(), array: name.to_owned() }
+        }
+        source => ZarrIoError::OpenArray { url: url.to_owned(), array: name.to_owned(), source },
+    })?;
+    if !is_supported(array.data_type()) {
+        return Err(ZarrIoError::UnsupportedDataType {
+            url: url.to_owned(),
+            array: name.to_owned(),
+            data_type: array.data_type().to_string(),
+        });
+    }
+    Ok(array)
+}
+
+/// Open the mask array and decide whether it is full-shape or broadcast over leading dimensions.
+async fn open_mask(
+    store: &std::sync::Arc<ZarrStore>,
+    url: &str,
+    name: &str,
+    data_shape: &[u64],
+) -> Result<Mask, ZarrIoError> {
+    let array = open_array(store, url, name).await?;
+    let mask_shape = array.shape();
+    let yx = &data_shape[data_shape.len() - 2..];
+    let broadcast = if mask_shape == data_shape {
+        false
+    } else if mask_shape == yx {
+        true
+    } else {
+        return Err(ZarrIoError::MaskShape {
+            url: url.to_owned(),
+            mask: name.to_owned(),
+            mask_shape: mask_shape.to_vec(),
+            data_shape: data_shape.to_vec(),
+        });
+    };
+    Ok(Mask { name: name.to_owned(), array, broadcast: broadcast && data_shape.len() > 2 })
+}
+
+/// Missing-value sentinels declared in `attrs`, or `None` when it declares none.
+fn sentinels(attrs: &Map<String, Value>) -> Option<Vec<f64>> {
+    let mut out = Vec::new();
+    let mut declared = false;
+    for key in MISSING_ATTRIBUTES {
+        let Some(value) = attrs.get(key) else { continue };
+        declared = true;
+        let values = match value {
+            Value::Array(items) => items.iter().collect(),
+            other => vec![other],
+        };
+        out.extend(values.into_iter().filter_map(|v| match v {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        }));
+    }
+    declared.then_some(out)
+}
+
+fn default_dimension_names(rank: usize) -> Vec<String> {
+    let all = ["time", "band", "y", "x"];
+    let skip = all.len().saturating_sub(rank);
+    let mut names: Vec<String> = all[skip..].iter().map(|s| (*s).to_owned()).collect();
+    // Ranks above 4 never reach here (rejected at open), but keep the length right regardless.
+    while names.len() < rank {
+        names.insert(0, format!("dim_{}", rank - names.len() - 1));
+    }
+    names
+}
+
+/// Array sizes fit in memory whenever a read succeeds; saturate rather than wrap otherwise.
+fn to_usize(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn default_names_by_rank() {
+        assert_eq!(default_dimension_names(2), ["y", "x"]);
+        assert_eq!(default_dimension_names(3), ["band", "y", "x"]);
+        assert_eq!(default_dimension_names(4), ["time", "band", "y", "x"]);
+    }
+
+    #[test]
+    fn sentinel_attributes() {
+        let attrs = json!({"_FillValue": -9999, "nodata": "255", "units": "DN"});
+        let Value::Object(attrs) = attrs else { unreachable!() };
+        assert_eq!(sentinels(&attrs), Some(vec![-9999.0, 255.0]));
+        let attrs = json!({"missing_value": [1, 2.5]});
+        let Value::Object(attrs) = attrs else { unreachable!() };
+        assert_eq!(sentinels(&attrs), Some(vec![1.0, 2.5]));
+        assert_eq!(sentinels(&Map::new()), None);
+    }
+}

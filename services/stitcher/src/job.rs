@@ -1,0 +1,310 @@
+//! One job being stitched: which tiles are in, which chunks are written, and the chunk writer.
+//! All of it can be rebuilt from staging, so a stitcher restart loses nothing.
+
+use std::sync::Arc;
+
+use tiling::{Blender, ChunkGrid, TileGrid};
+use wire::v1::{JobPlan, JobSpec, JobState, JobStatus, Method, TileOutput};
+use wire::{staging_keys, JobId, TileSet};
+use zarr_io::{Mosaic, Scene, Staging};
+
+use crate::tile_cache::{CachedTile, TileCache};
+use crate::{StitcherError, StitcherMetrics};
+
+/// Memory the tile cache may use.
+const TILE_CACHE_BYTES: usize = 256 << 20;
+
+/// State of one job in the stitcher.
+pub struct StitchJob {
+    /// Job id.
+    pub id: JobId,
+    /// The job spec from the plan.
+    pub spec: JobSpec,
+    grid: TileGrid,
+    chunks: ChunkGrid,
+    dirty: TileSet,
+    done: TileSet,
+    /// Dirty tiles not yet in, per output chunk.
+    remaining: Vec<u32>,
+    written: Vec<bool>,
+    written_count: u64,
+    scene: Scene,
+    mosaic: Mosaic,
+    staging: Staging,
+    cache: TileCache,
+}
+
+/// What loading a job from staging found.
+pub enum Loaded {
+    /// The job is in progress.
+    Active(Box<StitchJob>),
+    /// The job already ended with this status.
+    Ended(JobStatus),
+}
+
+impl StitchJob {
+    /// Rebuilds a job's state from its staged plan, tiles and chunk markers.
+    ///
+    /// # Errors
+    /// [`StitcherError`] naming the job when staging, the input or the output is unusable.
+    pub async fn load(staging_url: &str, job_id: &str) -> Result<Loaded, StitcherError> {
+        let id = JobId::parse(job_id)
+            .map_err(|source| StitcherError::Wire { job: job_id.to_owned(), source })?;
+        let storage = |source| StitcherError::Storage { job: id.to_string(), source };
+        let wire_err = |source| StitcherError::Wire { job: id.to_string(), source };
+        let staging = Staging::open(staging_url).map_err(storage)?;
+        if let Some(bytes) = staging.get(&staging_keys::status(&id)).await.map_err(storage)? {
+            let status: JobStatus =
+                wire::decode("JobStatus", &bytes, usize::MAX).map_err(wire_err)?;
+            if status.state() != JobState::Running {
+                return Ok(Loaded::Ended(status));
+            }
+        }
+        let Some(bytes) = staging.get(&staging_keys::plan(&id)).await.map_err(storage)? else {
+            return Err(StitcherError::Inconsistent {
+                job: id.to_string(),
+                reason: format!("no plan staged at {staging_url}"),
+            });
+        };
+        let plan: JobPlan = wire::decode("JobPlan", &bytes, usize::MAX).map_err(wire_err)?;
+        let spec = plan.job.ok_or(StitcherError::Wire {
+            job: id.to_string(),
+            source: wire::WireError::MissingField { what: "JobPlan", field: "job" },
+        })?;
+        let grid = spec.grid().map_err(wire_err)?;
+        let chunks = spec.chunk_grid().map_err(wire_err)?;
+        let dirty = TileSet::from_bytes(plan.dirty_tiles, grid.len()).ok_or_else(|| {
+            StitcherError::Inconsistent {
+                job: id.to_string(),
+                reason: format!("plan bitmap does not fit {} tiles", grid.len()),
+            }
+        })?;
+        let mask = (!spec.mask_array.is_empty()).then_some(spec.mask_array.as_str());
+        let scene = Scene::open(&spec.input_url, &spec.array, mask).await.map_err(storage)?;
+        let mosaic = Mosaic::open(&spec.output_url).await.map_err(storage)?;
+        let mut done = TileSet::new(grid.len());
+        for key in staging.list(&staging_keys::tiles_prefix(&id)).await.map_err(storage)? {
+            if let Some(i) = staging_keys::tile_index(&key) {
+                done.insert(i);
+            }
+        }
+        let mut written = vec![false; chunks.len() as usize];
+        for key in staging.list(&staging_keys::chunks_prefix(&id)).await.map_err(storage)? {
+            if let Some(w) = staging_keys::chunk_index(&key).and_then(|c| written.get_mut(c as usize)) {
+                *w = true;
+            }
+        }
+        let mut remaining = vec![0u32; chunks.len() as usize];
+        for t in dirty.iter().filter(|&t| !done.contains(t)) {
+            let tile = grid.tile(t).map_err(|e| StitcherError::Inconsistent {
+                job: id.to_string(),
+                reason: e.to_string(),
+            })?;
+            for c in chunks.chunks_touching(&tile.window) {
+                remaining[c as usize] += 1;
+            }
+        }
+        let tile_bytes = 4 * spec.lead_len() * (grid.tile_size() * grid.tile_size()) as usize;
+        let capacity = (2 * grid.shape().1 as usize + 4).min(TILE_CACHE_BYTES / tile_bytes.max(1));
+        let written_count = written.iter().filter(|&&w| w).count() as u64;
+        Ok(Loaded::Active(Box::new(Self {
+            id,
+            spec,
+            grid,
+            chunks,
+            dirty,
+            done,
+            remaining,
+            written,
+            written_count,
+            scene,
+            mosaic,
+            staging,
+            cache: TileCache::new(capacity),
+        })))
+    }
+
+    /// Chunks whose tiles are all in but that are not written yet, ascending.
+    pub fn ready_chunks(&self) -> Vec<u64> {
+        (0..self.chunks.len())
+            .filter(|&c| self.remaining[c as usize] == 0 && !self.written[c as usize])
+            .collect()
+    }
+
+    /// Records tile `index` as staged; returns the chunks it completed. Repeats return nothing.
+    pub fn tile_done(&mut self, index: u64) -> Vec<u64> {
+        if !self.dirty.contains(index) || self.done.contains(index) {
+            return Vec::new();
+        }
+        self.done.insert(index);
+        let Ok(tile) = self.grid.tile(index) else { return Vec::new() };
+        let mut ready = Vec::new();
+        for c in self.chunks.chunks_touching(&tile.window) {
+            let r = &mut self.remaining[c as usize];
+            *r = r.saturating_sub(1);
+            if *r == 0 && !self.written[c as usize] {
+                ready.push(c);
+            }
+        }
+        ready
+    }
+
+    /// Whether every chunk is written.
+    pub fn is_complete(&self) -> bool {
+        self.written_count == self.chunks.len()
+    }
+
+    /// The job's progress as a status message.
+    pub fn status(&self, state: JobState, error: String) -> JobStatus {
+        JobStatus {
+            job_id: self.id.to_string(),
+            state: state as i32,
+            chunks_total: self.chunks.len(),
+            chunks_written: self.written_count,
+            tiles_dirty: self.dirty.count(),
+            tiles_done: self.done.count(),
+            error,
+            output_url: self.spec.output_url.clone(),
+        }
+    }
+
+    /// Blends and writes chunk `c` (observed pixels copied bit-exactly, gaps from the tiles
+    /// touching it summed in tile-index order), then marks it written in staging.
+    ///
+    /// # Errors
+    /// [`StitcherError`] naming the job when a read, blend or write fails.
+    pub async fn write_chunk(&mut self, c: u64, metrics: &StitcherMetrics) -> Result<(), StitcherError> {
+        let timer = metrics.chunk_seconds.start_timer();
+        let storage = |source| StitcherError::Storage { job: self.id.to_string(), source };
+        let (row, col) = self.chunks.position(c);
+        let window = self.chunks.window(row, col);
+        let lead = self.spec.lead_len();
+        let input = self.scene.read_window(window).await.map_err(storage)?.values;
+        let mut data = input.clone();
+        let mut filled = vec![0u8; input.len()];
+        let ensemble = self.spec.ensemble > 1 && self.spec.member.is_none();
+        let mut spread = ensemble.then(|| vec![0f32; input.len()]);
+        let tiles: Vec<u64> = self
+            .grid
+            .tiles_touching(&window)
+            .into_iter()
+            .filter(|&t| self.dirty.contains(t))
+            .collect();
+        if !tiles.is_empty() {
+            let mut blend = Blender::new(window, lead);
+            let mut spread_blend = ensemble.then(|| Blender::new(window, lead));
+            for t in tiles {
+                let tile = self.grid.tile(t).map_err(|e| StitcherError::Inconsistent {
+                    job: self.id.to_string(),
+                    reason: e.to_string(),
+                })?;
+                let out = self.staged_tile(t).await?;
+                let blend_err = |source| StitcherError::Blend { job: self.id.to_string(), source };
+                blend.add(&self.grid, &tile, &out.values).map_err(blend_err)?;
+                if let (Some(b), Some(s)) = (spread_blend.as_mut(), out.spread.as_ref()) {
+                    b.add(&self.grid, &tile, s).map_err(blend_err)?;
+                }
+            }
+            let blended = blend.finish();
+            let blended_spread = spread_blend.map(Blender::finish);
+            let identity = self.spec.method() == Method::Identity;
+            for i in 0..input.len() {
+                let v = blended[i];
+                if identity {
+                    // The pipeline self-check: every pixel comes from the blend.
+                    if !v.is_nan() {
+                        data[i] = v;
+                    }
+                } else if input[i].is_nan() && !v.is_nan() {
+                    data[i] = v;
+                    filled[i] = 1;
+                    if let (Some(s), Some(bs)) = (spread.as_mut(), blended_spread.as_ref()) {
+                        s[i] = bs[i];
+                    }
+                }
+            }
+        }
+        self.mosaic.write_chunk(row, col, &data, &filled, spread.as_deref()).await.map_err(storage)?;
+        let marker = staging_keys::chunk_done(&self.id, c);
+        self.staging.put(&marker, bytes::Bytes::new()).await.map_err(storage)?;
+        self.written[c as usize] = true;
+        self.written_count += 1;
+        metrics.chunks_written.inc();
+        let spread_len = spread.as_ref().map_or(0, Vec::len);
+        metrics.bytes_written.inc_by((4 * data.len() + filled.len() + 4 * spread_len) as u64);
+        timer.observe_duration();
+        Ok(())
+    }
+
+    async fn staged_tile(&mut self, t: u64) -> Result<Arc<CachedTile>, StitcherError> {
+        if let Some(tile) = self.cache.get(t) {
+            return Ok(tile);
+        }
+        let key = staging_keys::tile(&self.id, t);
+        let storage = |source| StitcherError::Storage { job: self.id.to_string(), source };
+        let bytes = self.staging.get(&key).await.map_err(storage)?.ok_or_else(|| {
+            StitcherError::Inconsistent {
+                job: self.id.to_string(),
+                reason: format!("tile {t} reported done but {key} is not staged"),
+            }
+        })?;
+        let wire_err = |source| StitcherError::Wire { job: self.id.to_string(), source };
+        let output: TileOutput = wire::decode("TileOutput", &bytes, usize::MAX).map_err(wire_err)?;
+        let tile = Arc::new(CachedTile::decode(&output).map_err(wire_err)?);
+        self.cache.insert(t, tile.clone());
+        Ok(tile)
+    }
+
+    /// Writes the group metadata with provenance (the output now opens as complete), records
+    /// success and drops the staged tiles.
+    ///
+    /// # Errors
+    /// [`StitcherError::Storage`] when the writes fail.
+    pub async fn finalize(&self) -> Result<JobStatus, StitcherError> {
+        let storage = |source| StitcherError::Storage { job: self.id.to_string(), source };
+        let mut attrs = self.scene.group_attributes();
+        attrs.insert("terrafill".into(), provenance(&self.spec));
+        self.mosaic.finalize(attrs).await.map_err(storage)?;
+        let status = self.status(JobState::Succeeded, String::new());
+        self.save_status(&status).await?;
+        self.staging.delete_prefix(&staging_keys::tiles_prefix(&self.id)).await.map_err(storage)?;
+        self.staging.delete_prefix(&staging_keys::chunks_prefix(&self.id)).await.map_err(storage)?;
+        Ok(status)
+    }
+
+    /// Stages `status` as the job's last known state.
+    ///
+    /// # Errors
+    /// [`StitcherError::Storage`].
+    pub async fn save_status(&self, status: &JobStatus) -> Result<(), StitcherError> {
+        self.staging
+            .put(&staging_keys::status(&self.id), wire::encode(status))
+            .await
+            .map_err(|source| StitcherError::Storage { job: self.id.to_string(), source })
+    }
+}
+
+/// The `terrafill` group attribute: what produced this mosaic.
+fn provenance(spec: &JobSpec) -> serde_json::Value {
+    let method = spec.method().as_str_name().trim_start_matches("METHOD_").to_lowercase();
+    let mut p = serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "job_id": spec.job_id,
+        "method": method,
+        "input": spec.input_url,
+        "array": spec.array,
+        "tile": spec.tile,
+        "overlap": spec.overlap,
+        "seed": spec.seed,
+    });
+    if spec.method() == Method::Diffusion {
+        p["checkpoint"] = spec.checkpoint_url.clone().into();
+        p["steps"] = spec.steps.into();
+        p["ensemble"] = spec.ensemble.into();
+        p["eta"] = f64::from(spec.eta).into();
+        if let Some(m) = spec.member {
+            p["member"] = m.into();
+        }
+    }
+    p
+}

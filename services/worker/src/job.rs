@@ -1,0 +1,143 @@
+//! Per-job state a worker keeps between tiles: the opened scene, staging store and model.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use tiling::{TileGrid, Window};
+use wire::v1::{JobSpec, Method};
+use wire::JobId;
+use zarr_io::{Scene, Staging, TileData};
+
+use crate::{WorkerError, WorkerMetrics};
+
+/// Everything needed to compute tiles of one job, opened once per job.
+pub struct JobContext {
+    /// Job id.
+    pub id: JobId,
+    /// The job as published.
+    pub spec: JobSpec,
+    /// The job's tile grid.
+    pub grid: TileGrid,
+    /// Fill method.
+    pub method: Method,
+    /// Where tile outputs go.
+    pub staging: Staging,
+    /// The diffusion model, for `Method::Diffusion`.
+    pub model: Option<Arc<model::FillModel>>,
+    scene: Scene,
+    metrics: WorkerMetrics,
+}
+
+impl std::fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobContext").field("id", &self.id).field("method", &self.method).finish()
+    }
+}
+
+impl JobContext {
+    /// Opens the job's scene, staging store and (for diffusion) model.
+    ///
+    /// # Errors
+    /// [`WorkerError`] naming the job when the spec, scene, store or checkpoint is unusable.
+    pub async fn open(
+        spec: JobSpec,
+        device: &model::DeviceSpec,
+        metrics: WorkerMetrics,
+    ) -> Result<Self, WorkerError> {
+        let task_error = |source| WorkerError::Task { job: spec.job_id.clone(), tile: 0, source };
+        let id = spec.id().map_err(task_error)?;
+        let grid = spec.grid().map_err(task_error)?;
+        let method = Method::try_from(spec.method).unwrap_or(Method::Unspecified);
+        let storage = |source| WorkerError::Storage { job: spec.job_id.clone(), tile: 0, source };
+        let mask = (!spec.mask_array.is_empty()).then_some(spec.mask_array.as_str());
+        let scene = Scene::open(&spec.input_url, &spec.array, mask).await.map_err(storage)?;
+        if scene.shape() != spec.shape.as_slice() {
+            return Err(WorkerError::Method {
+                job: spec.job_id.clone(),
+                tile: 0,
+                reason: format!(
+                    "input {} has shape {:?}, the job was planned for {:?}",
+                    spec.input_url,
+                    scene.shape(),
+                    spec.shape
+                ),
+            });
+        }
+        let staging = Staging::open(&spec.staging_url).map_err(storage)?;
+        let model = match method {
+            Method::Diffusion => Some(crate::diffusion::load_model(&spec, device).await?),
+            _ => None,
+        };
+        Ok(Self { id, spec, grid, method, staging, model, scene, metrics })
+    }
+
+    /// Reads `window` of the scene (all leading dims), NaN where missing.
+    ///
+    /// # Errors
+    /// [`WorkerError::Storage`] naming the tile.
+    pub async fn read(&self, tile: u64, window: Window) -> Result<TileData, WorkerError> {
+        let timer = self.metrics.stage_seconds.with_label_values(&["read"]).start_timer();
+        let data = self.scene.read_window(window).await.map_err(|source| WorkerError::Storage {
+            job: self.id.to_string(),
+            tile,
+            source,
+        })?;
+        timer.observe_duration();
+        self.metrics.bytes_read.inc_by(4 * data.values.len() as u64);
+        Ok(data)
+    }
+
+    /// Reads `window` padded by reflection to `out_h × out_w` (scenes smaller than a tile).
+    ///
+    /// # Errors
+    /// [`WorkerError::Storage`] naming the tile.
+    pub async fn read_padded(
+        &self,
+        tile: u64,
+        window: Window,
+        out_h: u64,
+        out_w: u64,
+    ) -> Result<TileData, WorkerError> {
+        let data = self.scene.read_window_padded(window, out_h, out_w).await.map_err(|source| {
+            WorkerError::Storage { job: self.id.to_string(), tile, source }
+        })?;
+        self.metrics.bytes_read.inc_by(4 * data.values.len() as u64);
+        Ok(data)
+    }
+}
+
+/// A small cache of open jobs (a worker usually serves one or two at a time).
+#[derive(Debug, Default)]
+pub struct JobCache {
+    jobs: HashMap<String, Arc<JobContext>>,
+    order: VecDeque<String>,
+}
+
+/// How many jobs a worker keeps open.
+const MAX_OPEN_JOBS: usize = 8;
+
+impl JobCache {
+    /// The context of `spec`'s job, opening it on first use.
+    ///
+    /// # Errors
+    /// As [`JobContext::open`].
+    pub async fn get(
+        &mut self,
+        spec: &JobSpec,
+        device: &model::DeviceSpec,
+        metrics: &WorkerMetrics,
+    ) -> Result<Arc<JobContext>, WorkerError> {
+        if let Some(job) = self.jobs.get(&spec.job_id) {
+            return Ok(job.clone());
+        }
+        let job = Arc::new(JobContext::open(spec.clone(), device, metrics.clone()).await?);
+        if self.order.len() >= MAX_OPEN_JOBS {
+            if let Some(old) = self.order.pop_front() {
+                self.jobs.remove(&old);
+            }
+        }
+        self.order.push_back(spec.job_id.clone());
+        self.jobs.insert(spec.job_id.clone(), job.clone());
+        Ok(job)
+    }
+}

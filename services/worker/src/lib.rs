@@ -1,0 +1,277 @@
+//! The terrafill worker: consumes tile tasks, runs the job's fill method on blocking threads,
+//! stages each tile output durably, publishes its result with a publisher confirm and only then
+//! acks the task (DESIGN.md §6: ack late). A crash at any point loses no finished tile; a
+//! redelivered task rewrites the same bytes.
+
+mod diffusion;
+mod error;
+mod job;
+pub mod methods;
+mod metrics;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::{Broker, Delivery, Message, QueueSpec};
+use telemetry::{Health, Shutdown};
+use wire::v1::{stitch_event, Method, StitchEvent, TileOutcome, TileOutput, TileResult, TileTask};
+
+pub use error::WorkerError;
+pub use job::{JobCache, JobContext};
+pub use metrics::WorkerMetrics;
+
+/// Worker settings (`[worker]` in the config file).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Tiles taken per batch (and the prefetch); diffusion runs a batch in one forward pass.
+    pub batch: usize,
+    /// How long to wait for more tasks to fill a batch, in milliseconds.
+    pub linger_ms: u64,
+    /// `auto`, `cpu` or `cuda:N`.
+    pub device: String,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self { batch: 4, linger_ms: 20, device: "auto".into() }
+    }
+}
+
+/// Runs a worker until `shutdown` (finishing the batch in hand) or until the broker subscription
+/// ends.
+///
+/// # Errors
+/// [`WorkerError`] when the broker cannot be used or the device is unavailable.
+pub async fn run(
+    cfg: &WorkerConfig,
+    broker: Arc<dyn Broker>,
+    metrics: WorkerMetrics,
+    health: Health,
+    shutdown: Shutdown,
+) -> Result<(), WorkerError> {
+    let device: model::DeviceSpec = cfg.device.parse().map_err(|e: model::ModelError| {
+        WorkerError::Method { job: String::new(), tile: 0, reason: e.to_string() }
+    })?;
+    let spec = QueueSpec::default();
+    broker.declare_queue(wire::TILE_QUEUE, &spec).await?;
+    broker.declare_queue(wire::STITCH_QUEUE, &spec).await?;
+    let batch = cfg.batch.max(1);
+    let mut tasks = broker.consume(wire::TILE_QUEUE, batch as u16).await?;
+    health.set_ready(true);
+    let mut jobs = JobCache::default();
+    let linger = Duration::from_millis(cfg.linger_ms);
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            next = tasks.next() => next,
+        };
+        let Some(first) = first else { break };
+        let mut deliveries = vec![first?];
+        while deliveries.len() < batch {
+            match tokio::time::timeout(linger, tasks.next()).await {
+                Ok(Some(Ok(d))) => deliveries.push(d),
+                _ => break,
+            }
+        }
+        handle_batch(deliveries, &broker, &mut jobs, &device, &metrics).await;
+    }
+    health.set_ready(false);
+    Ok(())
+}
+
+struct Task {
+    delivery: Delivery,
+    task: TileTask,
+}
+
+async fn handle_batch(
+    deliveries: Vec<Delivery>,
+    broker: &Arc<dyn Broker>,
+    jobs: &mut JobCache,
+    device: &model::DeviceSpec,
+    metrics: &WorkerMetrics,
+) {
+    let mut groups: Vec<Vec<Task>> = Vec::new();
+    for delivery in deliveries {
+        match decode_task(&delivery) {
+            Ok(task) => {
+                let job = task.job.as_ref().map(|j| j.job_id.clone());
+                let same = |g: &Vec<Task>| g[0].task.job.as_ref().map(|j| &j.job_id) == job.as_ref();
+                match groups.iter_mut().find(|g| same(g)) {
+                    Some(g) => g.push(Task { delivery, task }),
+                    None => groups.push(vec![Task { delivery, task }]),
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "undecodable tile task: dead-lettering it");
+                metrics.dead_lettered.inc();
+                if let Err(error) = delivery.dead_letter().await {
+                    tracing::warn!(%error, "dead-lettering failed");
+                }
+            }
+        }
+    }
+    for group in groups {
+        handle_job_tasks(group, broker, jobs, device, metrics).await;
+    }
+}
+
+fn decode_task(delivery: &Delivery) -> Result<TileTask, wire::WireError> {
+    let task: TileTask = wire::decode("TileTask", &delivery.body, wire::MAX_MESSAGE_BYTES)?;
+    if task.job.is_none() {
+        return Err(wire::WireError::MissingField { what: "TileTask", field: "job" });
+    }
+    Ok(task)
+}
+
+async fn handle_job_tasks(
+    group: Vec<Task>,
+    broker: &Arc<dyn Broker>,
+    jobs: &mut JobCache,
+    device: &model::DeviceSpec,
+    metrics: &WorkerMetrics,
+) {
+    let Some(spec) = group.first().and_then(|t| t.task.job.clone()) else { return };
+    let job = match jobs.get(&spec, device, metrics).await {
+        Ok(job) => job,
+        Err(error) => {
+            for t in group {
+                settle_failure(t, &spec.staging_url, &error, broker, metrics, "unknown").await;
+            }
+            return;
+        }
+    };
+    let method = job.method.as_str_name().trim_start_matches("METHOD_").to_lowercase();
+    let tiles: Result<Vec<_>, _> = group.iter().map(|t| job.grid.tile(t.task.tile_index)).collect();
+    let outputs = match tiles {
+        Ok(tiles) => {
+            let timer = metrics.stage_seconds.with_label_values(&["compute"]).start_timer();
+            let out = methods::compute(&job, &tiles).await;
+            timer.observe_duration();
+            out
+        }
+        Err(e) => Err(WorkerError::Method {
+            job: job.id.to_string(),
+            tile: group[0].task.tile_index,
+            reason: e.to_string(),
+        }),
+    };
+    match outputs {
+        Ok(fills) => {
+            for (t, fill) in group.into_iter().zip(fills) {
+                let index = t.task.tile_index;
+                match finish_tile(&job, index, fill, broker, metrics).await {
+                    Ok(()) => {
+                        metrics.tiles.with_label_values(&[method.as_str(), "done"]).inc();
+                        if let Err(error) = t.delivery.ack().await {
+                            tracing::warn!(job = %job.id, tile = index, %error, "ack failed; the task will be redelivered and recomputed identically");
+                        }
+                    }
+                    Err(error) => {
+                        settle_failure(t, &spec.staging_url, &error, broker, metrics, &method).await
+                    }
+                }
+            }
+        }
+        Err(error) => {
+            for t in group {
+                settle_failure(t, &spec.staging_url, &error, broker, metrics, &method).await;
+            }
+        }
+    }
+}
+
+/// Stages the tile output, then publishes its result (confirmed). Only after both may the task be acked.
+async fn finish_tile(
+    job: &JobContext,
+    index: u64,
+    fill: methods::TileFill,
+    broker: &Arc<dyn Broker>,
+    metrics: &WorkerMetrics,
+) -> Result<(), WorkerError> {
+    let tile = job.grid.tile(index).map_err(|e| WorkerError::Method {
+        job: job.id.to_string(),
+        tile: index,
+        reason: e.to_string(),
+    })?;
+    let lead = job.spec.lead_len() as u64;
+    let output = TileOutput {
+        tile_index: index,
+        shape: vec![lead, tile.window.height, tile.window.width],
+        values: wire::f32_to_le_bytes(&fill.values),
+        spread: fill.spread.as_deref().map(wire::f32_to_le_bytes).unwrap_or_default(),
+    };
+    let bytes = wire::encode(&output);
+    let size = bytes.len() as u64;
+    let timer = metrics.stage_seconds.with_label_values(&["stage"]).start_timer();
+    job.staging.put(&wire::staging_keys::tile(&job.id, index), bytes).await.map_err(|source| {
+        WorkerError::Storage { job: job.id.to_string(), tile: index, source }
+    })?;
+    timer.observe_duration();
+    metrics.bytes_written.inc_by(size);
+    let result = TileResult {
+        job_id: job.id.to_string(),
+        tile_index: index,
+        outcome: TileOutcome::Done as i32,
+        error: String::new(),
+        staging_url: job.spec.staging_url.clone(),
+    };
+    let timer = metrics.stage_seconds.with_label_values(&["publish"]).start_timer();
+    publish_result(broker, result).await?;
+    timer.observe_duration();
+    Ok(())
+}
+
+/// Retries a retryable failure while the delivery limit allows; otherwise reports the tile as
+/// failed to the stitcher (so the job ends visibly instead of hanging) and acks the task.
+async fn settle_failure(
+    t: Task,
+    staging_url: &str,
+    error: &WorkerError,
+    broker: &Arc<dyn Broker>,
+    metrics: &WorkerMetrics,
+    method: &str,
+) {
+    let index = t.task.tile_index;
+    let job_id = t.task.job.as_ref().map(|j| j.job_id.clone()).unwrap_or_default();
+    let attempts_left = t.delivery.delivery_count + 1 < QueueSpec::default().delivery_limit;
+    if error.is_retryable() && attempts_left {
+        tracing::warn!(job = %job_id, tile = index, %error, "tile failed; retrying");
+        metrics.tiles.with_label_values(&[method, "retried"]).inc();
+        if let Err(error) = t.delivery.retry().await {
+            tracing::warn!(%error, "requeue failed");
+        }
+        return;
+    }
+    tracing::error!(job = %job_id, tile = index, %error, "tile failed");
+    metrics.tiles.with_label_values(&[method, "failed"]).inc();
+    let result = TileResult {
+        job_id,
+        tile_index: index,
+        outcome: TileOutcome::Failed as i32,
+        error: error.to_string(),
+        staging_url: staging_url.to_owned(),
+    };
+    match publish_result(broker, result).await {
+        Ok(()) => {
+            if let Err(error) = t.delivery.ack().await {
+                tracing::warn!(%error, "ack failed");
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot report the failure; requeueing");
+            let _ = t.delivery.retry().await;
+        }
+    }
+}
+
+async fn publish_result(broker: &Arc<dyn Broker>, result: TileResult) -> Result<(), WorkerError> {
+    let job = result.job_id.clone();
+    let event = StitchEvent { event: Some(stitch_event::Event::Tile(result)) };
+    let mut msg = Message::new(wire::encode(&event));
+    msg.headers.insert(wire::HEADER_TYPE.into(), wire::types::STITCH_EVENT.into());
+    msg.headers.insert(wire::HEADER_JOB.into(), job);
+    broker.publish(wire::STITCH_QUEUE, msg).await?;
+    Ok(())
+}

@@ -1,0 +1,80 @@
+//! Fill methods a worker runs on tiles. Compute runs on blocking threads, never on the runtime.
+
+pub mod idw;
+
+use tiling::{Tile, Window};
+use wire::v1::Method;
+
+use crate::job::JobContext;
+use crate::WorkerError;
+
+/// A tile's output: `[lead, tile window]` values and, for ensembles, their standard deviation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TileFill {
+    /// Filled values (observed pixels unchanged).
+    pub values: Vec<f32>,
+    /// Ensemble spread, when the method has one.
+    pub spread: Option<Vec<f32>>,
+}
+
+/// Computes the outputs of `tiles` (all of one job), in order.
+///
+/// # Errors
+/// [`WorkerError`] for unreadable input or a method failure, naming the tile.
+pub async fn compute(job: &JobContext, tiles: &[Tile]) -> Result<Vec<TileFill>, WorkerError> {
+    match job.method {
+        Method::Identity => {
+            let mut out = Vec::with_capacity(tiles.len());
+            for tile in tiles {
+                let data = job.read(tile.index, tile.window).await?;
+                out.push(TileFill { values: data.values, spread: None });
+            }
+            Ok(out)
+        }
+        Method::Idw => {
+            let mut out = Vec::with_capacity(tiles.len());
+            for tile in tiles {
+                out.push(idw_tile(job, tile).await?);
+            }
+            Ok(out)
+        }
+        Method::Diffusion => crate::diffusion::compute(job, tiles).await,
+        Method::Unspecified => Err(WorkerError::Method {
+            job: job.id.to_string(),
+            tile: tiles.first().map_or(0, |t| t.index),
+            reason: "method unspecified".into(),
+        }),
+    }
+}
+
+/// IDW with context: reads the tile plus a margin so gaps near the tile edge see observed pixels
+/// beyond it; if a gap is wider than the margin, grows the margin (×4) up to the whole scene.
+async fn idw_tile(job: &JobContext, tile: &Tile) -> Result<TileFill, WorkerError> {
+    let (h, w) = (job.grid.height(), job.grid.width());
+    let lead = job.spec.lead_len();
+    let mut margin = job.grid.tile_size().max(1);
+    loop {
+        let context = tile.window.expand(margin, h, w);
+        let data = job.read(tile.index, context).await?;
+        let inner = tile.window;
+        let (values, left) = tokio::task::spawn_blocking(move || {
+            let mut values = data.values;
+            let plane = context.area() as usize;
+            for p in values.chunks_mut(plane) {
+                idw::fill_plane(p, context.height as usize, context.width as usize);
+            }
+            let cropped = context.crop(&values, lead, &inner);
+            let left = cropped.iter().filter(|v| v.is_nan()).count();
+            (cropped, left)
+        })
+        .await?;
+        if left == 0 || covers(&context, h, w) {
+            return Ok(TileFill { values, spread: None });
+        }
+        margin = margin.saturating_mul(4);
+    }
+}
+
+fn covers(window: &Window, h: u64, w: u64) -> bool {
+    window.y0 == 0 && window.x0 == 0 && window.height == h && window.width == w
+}
