@@ -31,18 +31,45 @@ pub async fn fill(
     let coordinator_metrics = coordinator::CoordinatorMetrics::register(registry)?;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..workers.max(1) {
-        let (b, m, h, s, c) =
-            (broker.clone(), worker_metrics.clone(), health.clone(), services.clone(), cfg.worker.clone());
-        tasks.spawn(async move { worker::run(&c, b, m, h, s).await.map_err(anyhow::Error::from) });
+        let (b, m, h, s, c) = (
+            broker.clone(),
+            worker_metrics.clone(),
+            health.clone(),
+            services.clone(),
+            cfg.worker.clone(),
+        );
+        tasks.spawn(async move {
+            worker::run(&c, b, m, h, s)
+                .await
+                .map_err(anyhow::Error::from)
+        });
     }
     {
-        let (b, m, h, s, c) =
-            (broker.clone(), stitcher_metrics, health.clone(), services.clone(), cfg.stitcher.clone());
-        tasks.spawn(async move { stitcher::run(&c, b, m, h, s).await.map_err(anyhow::Error::from) });
+        let (b, m, h, s, c) = (
+            broker.clone(),
+            stitcher_metrics,
+            health.clone(),
+            services.clone(),
+            cfg.stitcher.clone(),
+        );
+        tasks.spawn(async move {
+            stitcher::run(&c, b, m, h, s)
+                .await
+                .map_err(anyhow::Error::from)
+        });
     }
     let mut progress = JobProgress::new("filling");
+    let mut report = |s: &JobStatus| progress.update(s);
+    let coordinate = coordinator::run(
+        req,
+        &cfg.coordinator,
+        &broker,
+        &coordinator_metrics,
+        shutdown,
+        &mut report,
+    );
     let result = tokio::select! {
-        r = coordinator::run(req, &cfg.coordinator, &broker, &coordinator_metrics, shutdown, &mut |s| progress.update(s)) => r.map_err(anyhow::Error::from),
+        r = coordinate => r.map_err(anyhow::Error::from),
         Some(failed) = tasks.join_next() => Err(service_stopped(failed)),
     };
     progress.finish();

@@ -4,6 +4,7 @@ mod args;
 mod commands;
 mod config;
 mod embedded;
+mod gaps;
 mod progress;
 
 use std::io::IsTerminal;
@@ -13,10 +14,16 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
-    let service = matches!(cli.command, args::Command::Worker(_) | args::Command::Stitcher(_));
+    let service = matches!(
+        cli.command,
+        args::Command::Worker(_) | args::Command::Stitcher(_)
+    );
     let json = cli.log_json || !std::io::stderr().is_terminal();
     telemetry::init_tracing(json, if service { "info" } else { "warn" });
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

@@ -26,7 +26,10 @@ impl JobProgress {
             bar.set_message(label.to_owned());
             bar
         });
-        Self { bar, last_log: Instant::now() }
+        Self {
+            bar,
+            last_log: Instant::now(),
+        }
     }
 
     /// Updates from a job status.

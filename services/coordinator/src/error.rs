@@ -30,7 +30,9 @@ pub enum CoordinatorError {
         reason: String,
     },
     /// Waiting was interrupted; the job itself goes on and a re-run resumes it.
-    #[error("interrupted while waiting for job {job}; it continues, re-run the same command to resume")]
+    #[error(
+        "interrupted while waiting for job {job}; it continues, re-run the same command to resume"
+    )]
     Interrupted {
         /// Job id.
         job: String,

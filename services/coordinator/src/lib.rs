@@ -36,7 +36,11 @@ pub struct CoordinatorConfig {
 
 impl Default for CoordinatorConfig {
     fn default() -> Self {
-        Self { max_queued: 256, poll_ms: 200, reannounce_s: 15 }
+        Self {
+            max_queued: 256,
+            poll_ms: 200,
+            reannounce_s: 15,
+        }
     }
 }
 
@@ -62,7 +66,10 @@ pub async fn submit(
         .staging
         .list(&staging_keys::tiles_prefix(&job.id))
         .await
-        .map_err(|source| CoordinatorError::Storage { context: "listing staged tiles".into(), source })?
+        .map_err(|source| CoordinatorError::Storage {
+            context: "listing staged tiles".into(),
+            source,
+        })?
         .iter()
         .filter_map(|k| staging_keys::tile_index(k))
         .collect();
@@ -76,10 +83,15 @@ pub async fn submit(
             room = wait_for_room(broker, cfg, metrics).await?;
         }
         room -= 1;
-        let task = TileTask { job: Some(job.spec.clone()), tile_index: index };
+        let task = TileTask {
+            job: Some(job.spec.clone()),
+            tile_index: index,
+        };
         let mut msg = Message::new(wire::encode(&task));
-        msg.headers.insert(wire::HEADER_TYPE.into(), wire::types::TILE_TASK.into());
-        msg.headers.insert(wire::HEADER_JOB.into(), job.id.to_string());
+        msg.headers
+            .insert(wire::HEADER_TYPE.into(), wire::types::TILE_TASK.into());
+        msg.headers
+            .insert(wire::HEADER_JOB.into(), job.id.to_string());
         broker.publish(wire::TILE_QUEUE, msg).await?;
         metrics.tiles_published.inc();
     }
@@ -129,7 +141,10 @@ pub async fn wait(
             match status.state() {
                 JobState::Succeeded => return Ok(status),
                 JobState::Failed => {
-                    return Err(CoordinatorError::JobFailed { job: job.id.to_string(), reason: status.error })
+                    return Err(CoordinatorError::JobFailed {
+                        job: job.id.to_string(),
+                        reason: status.error,
+                    })
                 }
                 _ => {}
             }
@@ -153,12 +168,21 @@ pub async fn wait(
 ///
 /// # Errors
 /// [`CoordinatorError`] when staging cannot be read or holds garbage.
-pub async fn read_status(staging: &Staging, id: &JobId) -> Result<Option<JobStatus>, CoordinatorError> {
+pub async fn read_status(
+    staging: &Staging,
+    id: &JobId,
+) -> Result<Option<JobStatus>, CoordinatorError> {
     let bytes = staging
         .get(&staging_keys::status(id))
         .await
-        .map_err(|source| CoordinatorError::Storage { context: format!("reading status of job {id}"), source })?;
-    bytes.map(|b| wire::decode::<JobStatus>("JobStatus", &b, usize::MAX)).transpose().map_err(Into::into)
+        .map_err(|source| CoordinatorError::Storage {
+            context: format!("reading status of job {id}"),
+            source,
+        })?;
+    bytes
+        .map(|b| wire::decode::<JobStatus>("JobStatus", &b, usize::MAX))
+        .transpose()
+        .map_err(Into::into)
 }
 
 fn stitcher_ratio(status: &JobStatus) -> f64 {
@@ -171,11 +195,17 @@ fn stitcher_ratio(status: &JobStatus) -> f64 {
 
 /// Tells the stitcher about the job (idempotent).
 async fn announce(broker: &Arc<dyn Broker>, job: &PlannedJob) -> Result<(), CoordinatorError> {
-    let started = JobStarted { job: Some(job.spec.clone()) };
-    let event = StitchEvent { event: Some(stitch_event::Event::Started(started)) };
+    let started = JobStarted {
+        job: Some(job.spec.clone()),
+    };
+    let event = StitchEvent {
+        event: Some(stitch_event::Event::Started(started)),
+    };
     let mut msg = Message::new(wire::encode(&event));
-    msg.headers.insert(wire::HEADER_TYPE.into(), wire::types::STITCH_EVENT.into());
-    msg.headers.insert(wire::HEADER_JOB.into(), job.id.to_string());
+    msg.headers
+        .insert(wire::HEADER_TYPE.into(), wire::types::STITCH_EVENT.into());
+    msg.headers
+        .insert(wire::HEADER_JOB.into(), job.id.to_string());
     broker.publish(wire::STITCH_QUEUE, msg).await?;
     Ok(())
 }

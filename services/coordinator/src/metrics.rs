@@ -26,7 +26,10 @@ impl CoordinatorMetrics {
     /// A prometheus error when a metric of the same name is already registered.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let m = Self {
-            tiles_planned: IntCounter::new("terrafill_coordinator_tiles_planned_total", "Tiles planned")?,
+            tiles_planned: IntCounter::new(
+                "terrafill_coordinator_tiles_planned_total",
+                "Tiles planned",
+            )?,
             tiles_published: IntCounter::new(
                 "terrafill_coordinator_tiles_published_total",
                 "Tile tasks published",
@@ -43,7 +46,10 @@ impl CoordinatorMetrics {
                 "terrafill_coordinator_queue_in_flight_tasks",
                 "Tile tasks waiting in the queue",
             )?,
-            progress: Gauge::new("terrafill_coordinator_job_progress_ratio", "Job progress 0-1")?,
+            progress: Gauge::new(
+                "terrafill_coordinator_job_progress_ratio",
+                "Job progress 0-1",
+            )?,
         };
         registry.register(Box::new(m.tiles_planned.clone()))?;
         registry.register(Box::new(m.tiles_published.clone()))?;

@@ -44,7 +44,10 @@ pub(crate) async fn plan(
         .map_err(storage(format!("opening staging {}", req.staging_url())))?;
     let shape = scene.shape().to_vec();
     let (cy, cx) = scene.chunk_shape_yx();
-    let chunk = (cy.clamp(CHUNK_RANGE.0, CHUNK_RANGE.1), cx.clamp(CHUNK_RANGE.0, CHUNK_RANGE.1));
+    let chunk = (
+        cy.clamp(CHUNK_RANGE.0, CHUNK_RANGE.1),
+        cx.clamp(CHUNK_RANGE.0, CHUNK_RANGE.1),
+    );
     let spec = req.spec(&id, &shape, chunk, scene.dimension_names());
     let grid = spec.grid()?;
 
@@ -53,7 +56,14 @@ pub(crate) async fn plan(
             JobState::Succeeded if Mosaic::is_finalized(&req.output).await.unwrap_or(false) => {
                 tracing::info!(job = %id, "job already complete");
                 let dirty = TileSet::new(grid.len());
-                return Ok(PlannedJob { id, spec, grid, dirty, staging, finished: Some(status) });
+                return Ok(PlannedJob {
+                    id,
+                    spec,
+                    grid,
+                    dirty,
+                    staging,
+                    finished: Some(status),
+                });
             }
             JobState::Running => {}
             _ => {
@@ -71,7 +81,11 @@ pub(crate) async fn plan(
         )));
     }
 
-    let dirty = match staging.get(&staging_keys::plan(&id)).await.map_err(storage("reading plan".into()))? {
+    let dirty = match staging
+        .get(&staging_keys::plan(&id))
+        .await
+        .map_err(storage("reading plan".into()))?
+    {
         Some(bytes) => reuse_plan(&id, &spec, &grid, &bytes)?,
         None => {
             let dirty = find_dirty_tiles(&scene, &grid, req.method, &id).await?;
@@ -81,13 +95,8 @@ pub(crate) async fn plan(
                 tiles_total: grid.len(),
                 tiles_dirty: dirty.count(),
             };
-            let mosaic = MosaicSpec {
-                shape: shape.clone(),
-                chunk_yx: chunk,
-                dimension_names: spec.dimension_names.clone(),
-                with_spread: spec.ensemble > 1 && spec.member.is_none(),
-                array_attributes: scene.array_attributes(),
-            };
+            let with_spread = spec.ensemble > 1 && spec.member.is_none();
+            let mosaic = MosaicSpec::for_scene(&scene, chunk, with_spread);
             Mosaic::create(&req.output, &mosaic)
                 .await
                 .map_err(storage(format!("creating output {}", req.output)))?;
@@ -100,10 +109,22 @@ pub(crate) async fn plan(
     };
     metrics.tiles_planned.inc_by(grid.len());
     metrics.tiles_skipped.inc_by(grid.len() - dirty.count());
-    Ok(PlannedJob { id, spec, grid, dirty, staging, finished: None })
+    Ok(PlannedJob {
+        id,
+        spec,
+        grid,
+        dirty,
+        staging,
+        finished: None,
+    })
 }
 
-fn reuse_plan(id: &JobId, spec: &JobSpec, grid: &TileGrid, bytes: &[u8]) -> Result<TileSet, CoordinatorError> {
+fn reuse_plan(
+    id: &JobId,
+    spec: &JobSpec,
+    grid: &TileGrid,
+    bytes: &[u8],
+) -> Result<TileSet, CoordinatorError> {
     let plan: JobPlan = wire::decode("JobPlan", bytes, usize::MAX)?;
     if plan.job.as_ref() != Some(spec) {
         return Err(CoordinatorError::Invalid(format!(
@@ -127,10 +148,14 @@ async fn find_dirty_tiles(
             dirty.insert(tile.index);
             continue;
         }
-        let data = scene.read_window(tile.window).await.map_err(|source| CoordinatorError::Storage {
-            context: format!("scanning tile {} of job {id}", tile.index),
-            source,
-        })?;
+        let data =
+            scene
+                .read_window(tile.window)
+                .await
+                .map_err(|source| CoordinatorError::Storage {
+                    context: format!("scanning tile {} of job {id}", tile.index),
+                    source,
+                })?;
         if data.values.iter().any(|v| v.is_nan()) {
             dirty.insert(tile.index);
         }

@@ -88,7 +88,10 @@ impl FillRequest {
                 return invalid("--ensemble and --steps must be at least 1".into());
             }
             if let Some(m) = self.member.filter(|&m| m >= self.ensemble) {
-                return invalid(format!("--member {m} must be below --ensemble {}", self.ensemble));
+                return invalid(format!(
+                    "--member {m} must be below --ensemble {}",
+                    self.ensemble
+                ));
             }
         }
         if self.input.trim_end_matches('/') == self.output.trim_end_matches('/') {
@@ -126,7 +129,9 @@ impl FillRequest {
 
     /// Staging URL of the job's intermediate state.
     pub fn staging_url(&self) -> String {
-        self.staging.clone().unwrap_or_else(|| format!("{}.staging", self.output.trim_end_matches('/')))
+        self.staging
+            .clone()
+            .unwrap_or_else(|| format!("{}.staging", self.output.trim_end_matches('/')))
     }
 
     /// The job spec for a scene of `shape` with output chunks `chunk_yx`.
@@ -152,7 +157,11 @@ impl FillRequest {
             shape: shape.to_vec(),
             chunk_y: chunk_yx.0,
             chunk_x: chunk_yx.1,
-            checkpoint_url: if diffusion { self.checkpoint.clone().unwrap_or_default() } else { String::new() },
+            checkpoint_url: if diffusion {
+                self.checkpoint.clone().unwrap_or_default()
+            } else {
+                String::new()
+            },
             steps: if diffusion { self.steps } else { 0 },
             ensemble: if diffusion { self.ensemble } else { 1 },
             member: if diffusion { self.member } else { None },
@@ -164,7 +173,9 @@ impl FillRequest {
 
 /// FNV-1a, 64 bit: a hash that never changes between Rust releases (job ids must be stable).
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]
@@ -185,9 +196,19 @@ mod tests {
     fn validation_names_the_flag() {
         let mut r = FillRequest::new("in.zarr", "out.zarr");
         r.overlap = r.tile;
-        assert!(r.validate().err().map(|e| e.to_string()).unwrap_or_default().contains("--overlap"));
+        assert!(r
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+            .contains("--overlap"));
         let mut r = FillRequest::new("in.zarr", "out.zarr");
         r.method = Method::Diffusion;
-        assert!(r.validate().err().map(|e| e.to_string()).unwrap_or_default().contains("--checkpoint"));
+        assert!(r
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+            .contains("--checkpoint"));
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tiling::{Blender, ChunkGrid, TileGrid};
 use wire::v1::{JobPlan, JobSpec, JobState, JobStatus, Method, TileOutput};
 use wire::{staging_keys, JobId, TileSet};
-use zarr_io::{Mosaic, Scene, Staging};
+use zarr_io::{Mosaic, MosaicSpec, Scene, Staging};
 
 use crate::tile_cache::{CachedTile, TileCache};
 use crate::{StitcherError, StitcherMetrics};
@@ -48,19 +48,35 @@ impl StitchJob {
     /// # Errors
     /// [`StitcherError`] naming the job when staging, the input or the output is unusable.
     pub async fn load(staging_url: &str, job_id: &str) -> Result<Loaded, StitcherError> {
-        let id = JobId::parse(job_id)
-            .map_err(|source| StitcherError::Wire { job: job_id.to_owned(), source })?;
-        let storage = |source| StitcherError::Storage { job: id.to_string(), source };
-        let wire_err = |source| StitcherError::Wire { job: id.to_string(), source };
+        let id = JobId::parse(job_id).map_err(|source| StitcherError::Wire {
+            job: job_id.to_owned(),
+            source,
+        })?;
+        let storage = |source| StitcherError::Storage {
+            job: id.to_string(),
+            source,
+        };
+        let wire_err = |source| StitcherError::Wire {
+            job: id.to_string(),
+            source,
+        };
         let staging = Staging::open(staging_url).map_err(storage)?;
-        if let Some(bytes) = staging.get(&staging_keys::status(&id)).await.map_err(storage)? {
+        if let Some(bytes) = staging
+            .get(&staging_keys::status(&id))
+            .await
+            .map_err(storage)?
+        {
             let status: JobStatus =
                 wire::decode("JobStatus", &bytes, usize::MAX).map_err(wire_err)?;
             if status.state() != JobState::Running {
                 return Ok(Loaded::Ended(status));
             }
         }
-        let Some(bytes) = staging.get(&staging_keys::plan(&id)).await.map_err(storage)? else {
+        let Some(bytes) = staging
+            .get(&staging_keys::plan(&id))
+            .await
+            .map_err(storage)?
+        else {
             return Err(StitcherError::Inconsistent {
                 job: id.to_string(),
                 reason: format!("no plan staged at {staging_url}"),
@@ -69,7 +85,10 @@ impl StitchJob {
         let plan: JobPlan = wire::decode("JobPlan", &bytes, usize::MAX).map_err(wire_err)?;
         let spec = plan.job.ok_or(StitcherError::Wire {
             job: id.to_string(),
-            source: wire::WireError::MissingField { what: "JobPlan", field: "job" },
+            source: wire::WireError::MissingField {
+                what: "JobPlan",
+                field: "job",
+            },
         })?;
         let grid = spec.grid().map_err(wire_err)?;
         let chunks = spec.chunk_grid().map_err(wire_err)?;
@@ -80,17 +99,33 @@ impl StitchJob {
             }
         })?;
         let mask = (!spec.mask_array.is_empty()).then_some(spec.mask_array.as_str());
-        let scene = Scene::open(&spec.input_url, &spec.array, mask).await.map_err(storage)?;
-        let mosaic = Mosaic::open(&spec.output_url).await.map_err(storage)?;
+        let scene = Scene::open(&spec.input_url, &spec.array, mask)
+            .await
+            .map_err(storage)?;
+        let with_spread = spec.ensemble > 1 && spec.member.is_none();
+        let layout = MosaicSpec::for_scene(&scene, (spec.chunk_y, spec.chunk_x), with_spread);
+        let mosaic = Mosaic::create(&spec.output_url, &layout)
+            .await
+            .map_err(storage)?;
         let mut done = TileSet::new(grid.len());
-        for key in staging.list(&staging_keys::tiles_prefix(&id)).await.map_err(storage)? {
+        for key in staging
+            .list(&staging_keys::tiles_prefix(&id))
+            .await
+            .map_err(storage)?
+        {
             if let Some(i) = staging_keys::tile_index(&key) {
                 done.insert(i);
             }
         }
         let mut written = vec![false; chunks.len() as usize];
-        for key in staging.list(&staging_keys::chunks_prefix(&id)).await.map_err(storage)? {
-            if let Some(w) = staging_keys::chunk_index(&key).and_then(|c| written.get_mut(c as usize)) {
+        for key in staging
+            .list(&staging_keys::chunks_prefix(&id))
+            .await
+            .map_err(storage)?
+        {
+            if let Some(w) =
+                staging_keys::chunk_index(&key).and_then(|c| written.get_mut(c as usize))
+            {
                 *w = true;
             }
         }
@@ -137,7 +172,9 @@ impl StitchJob {
             return Vec::new();
         }
         self.done.insert(index);
-        let Ok(tile) = self.grid.tile(index) else { return Vec::new() };
+        let Ok(tile) = self.grid.tile(index) else {
+            return Vec::new();
+        };
         let mut ready = Vec::new();
         for c in self.chunks.chunks_touching(&tile.window) {
             let r = &mut self.remaining[c as usize];
@@ -173,13 +210,26 @@ impl StitchJob {
     ///
     /// # Errors
     /// [`StitcherError`] naming the job when a read, blend or write fails.
-    pub async fn write_chunk(&mut self, c: u64, metrics: &StitcherMetrics) -> Result<(), StitcherError> {
+    pub async fn write_chunk(
+        &mut self,
+        c: u64,
+        metrics: &StitcherMetrics,
+    ) -> Result<(), StitcherError> {
         let timer = metrics.chunk_seconds.start_timer();
-        let storage = |source| StitcherError::Storage { job: self.id.to_string(), source };
+        let job = self.id.to_string();
+        let storage = |source| StitcherError::Storage {
+            job: job.clone(),
+            source,
+        };
         let (row, col) = self.chunks.position(c);
         let window = self.chunks.window(row, col);
         let lead = self.spec.lead_len();
-        let input = self.scene.read_window(window).await.map_err(storage)?.values;
+        let input = self
+            .scene
+            .read_window(window)
+            .await
+            .map_err(storage)?
+            .values;
         let mut data = input.clone();
         let mut filled = vec![0u8; input.len()];
         let ensemble = self.spec.ensemble > 1 && self.spec.member.is_none();
@@ -199,8 +249,13 @@ impl StitchJob {
                     reason: e.to_string(),
                 })?;
                 let out = self.staged_tile(t).await?;
-                let blend_err = |source| StitcherError::Blend { job: self.id.to_string(), source };
-                blend.add(&self.grid, &tile, &out.values).map_err(blend_err)?;
+                let blend_err = |source| StitcherError::Blend {
+                    job: self.id.to_string(),
+                    source,
+                };
+                blend
+                    .add(&self.grid, &tile, &out.values)
+                    .map_err(blend_err)?;
                 if let (Some(b), Some(s)) = (spread_blend.as_mut(), out.spread.as_ref()) {
                     b.add(&self.grid, &tile, s).map_err(blend_err)?;
                 }
@@ -224,14 +279,22 @@ impl StitchJob {
                 }
             }
         }
-        self.mosaic.write_chunk(row, col, &data, &filled, spread.as_deref()).await.map_err(storage)?;
+        self.mosaic
+            .write_chunk(row, col, &data, &filled, spread.as_deref())
+            .await
+            .map_err(storage)?;
         let marker = staging_keys::chunk_done(&self.id, c);
-        self.staging.put(&marker, bytes::Bytes::new()).await.map_err(storage)?;
+        self.staging
+            .put(&marker, bytes::Bytes::new())
+            .await
+            .map_err(storage)?;
         self.written[c as usize] = true;
         self.written_count += 1;
         metrics.chunks_written.inc();
         let spread_len = spread.as_ref().map_or(0, Vec::len);
-        metrics.bytes_written.inc_by((4 * data.len() + filled.len() + 4 * spread_len) as u64);
+        metrics
+            .bytes_written
+            .inc_by((4 * data.len() + filled.len() + 4 * spread_len) as u64);
         timer.observe_duration();
         Ok(())
     }
@@ -241,15 +304,25 @@ impl StitchJob {
             return Ok(tile);
         }
         let key = staging_keys::tile(&self.id, t);
-        let storage = |source| StitcherError::Storage { job: self.id.to_string(), source };
-        let bytes = self.staging.get(&key).await.map_err(storage)?.ok_or_else(|| {
-            StitcherError::Inconsistent {
+        let storage = |source| StitcherError::Storage {
+            job: self.id.to_string(),
+            source,
+        };
+        let bytes = self
+            .staging
+            .get(&key)
+            .await
+            .map_err(storage)?
+            .ok_or_else(|| StitcherError::Inconsistent {
                 job: self.id.to_string(),
                 reason: format!("tile {t} reported done but {key} is not staged"),
-            }
-        })?;
-        let wire_err = |source| StitcherError::Wire { job: self.id.to_string(), source };
-        let output: TileOutput = wire::decode("TileOutput", &bytes, usize::MAX).map_err(wire_err)?;
+            })?;
+        let wire_err = |source| StitcherError::Wire {
+            job: self.id.to_string(),
+            source,
+        };
+        let output: TileOutput =
+            wire::decode("TileOutput", &bytes, usize::MAX).map_err(wire_err)?;
         let tile = Arc::new(CachedTile::decode(&output).map_err(wire_err)?);
         self.cache.insert(t, tile.clone());
         Ok(tile)
@@ -261,14 +334,23 @@ impl StitchJob {
     /// # Errors
     /// [`StitcherError::Storage`] when the writes fail.
     pub async fn finalize(&self) -> Result<JobStatus, StitcherError> {
-        let storage = |source| StitcherError::Storage { job: self.id.to_string(), source };
+        let storage = |source| StitcherError::Storage {
+            job: self.id.to_string(),
+            source,
+        };
         let mut attrs = self.scene.group_attributes();
         attrs.insert("terrafill".into(), provenance(&self.spec));
         self.mosaic.finalize(attrs).await.map_err(storage)?;
         let status = self.status(JobState::Succeeded, String::new());
         self.save_status(&status).await?;
-        self.staging.delete_prefix(&staging_keys::tiles_prefix(&self.id)).await.map_err(storage)?;
-        self.staging.delete_prefix(&staging_keys::chunks_prefix(&self.id)).await.map_err(storage)?;
+        self.staging
+            .delete_prefix(&staging_keys::tiles_prefix(&self.id))
+            .await
+            .map_err(storage)?;
+        self.staging
+            .delete_prefix(&staging_keys::chunks_prefix(&self.id))
+            .await
+            .map_err(storage)?;
         Ok(status)
     }
 
@@ -280,13 +362,20 @@ impl StitchJob {
         self.staging
             .put(&staging_keys::status(&self.id), wire::encode(status))
             .await
-            .map_err(|source| StitcherError::Storage { job: self.id.to_string(), source })
+            .map_err(|source| StitcherError::Storage {
+                job: self.id.to_string(),
+                source,
+            })
     }
 }
 
 /// The `terrafill` group attribute: what produced this mosaic.
 fn provenance(spec: &JobSpec) -> serde_json::Value {
-    let method = spec.method().as_str_name().trim_start_matches("METHOD_").to_lowercase();
+    let method = spec
+        .method()
+        .as_str_name()
+        .trim_start_matches("METHOD_")
+        .to_lowercase();
     let mut p = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "job_id": spec.job_id,

@@ -31,7 +31,10 @@ pub struct StitcherConfig {
 
 impl Default for StitcherConfig {
     fn default() -> Self {
-        Self { prefetch: 64, status_interval_ms: 500 }
+        Self {
+            prefetch: 64,
+            status_interval_ms: 500,
+        }
     }
 }
 
@@ -46,8 +49,12 @@ pub async fn run(
     health: Health,
     shutdown: Shutdown,
 ) -> Result<(), StitcherError> {
-    broker.declare_queue(wire::STITCH_QUEUE, &QueueSpec::default()).await?;
-    let mut events = broker.consume(wire::STITCH_QUEUE, cfg.prefetch.max(1)).await?;
+    broker
+        .declare_queue(wire::STITCH_QUEUE, &QueueSpec::default())
+        .await?;
+    let mut events = broker
+        .consume(wire::STITCH_QUEUE, cfg.prefetch.max(1))
+        .await?;
     health.set_ready(true);
     let mut stitcher = Stitcher {
         broker: broker.clone(),
@@ -102,17 +109,28 @@ impl Stitcher {
     async fn handle(&mut self, event: Event) -> Result<(), StitcherError> {
         match event {
             Event::Started(started) => {
-                let Some(spec) = started.job else { return Ok(()) };
+                let Some(spec) = started.job else {
+                    return Ok(());
+                };
                 self.ensure_loaded(&spec.staging_url, &spec.job_id).await?;
                 self.progress(&spec.job_id, Vec::new()).await
             }
             Event::Tile(result) => {
-                if !self.ensure_loaded(&result.staging_url, &result.job_id).await? {
-                    self.metrics.tile_results.with_label_values(&["duplicate"]).inc();
+                if !self
+                    .ensure_loaded(&result.staging_url, &result.job_id)
+                    .await?
+                {
+                    self.metrics
+                        .tile_results
+                        .with_label_values(&["duplicate"])
+                        .inc();
                     return Ok(());
                 }
                 if result.outcome() != TileOutcome::Done {
-                    self.metrics.tile_results.with_label_values(&["failed"]).inc();
+                    self.metrics
+                        .tile_results
+                        .with_label_values(&["failed"])
+                        .inc();
                     let reason = format!("tile {} failed: {}", result.tile_index, result.error);
                     return self.fail(&result.job_id, reason).await;
                 }
@@ -127,7 +145,11 @@ impl Stitcher {
     }
 
     /// Loads a job into memory unless it already ended; returns whether it is active.
-    async fn ensure_loaded(&mut self, staging_url: &str, job_id: &str) -> Result<bool, StitcherError> {
+    async fn ensure_loaded(
+        &mut self,
+        staging_url: &str,
+        job_id: &str,
+    ) -> Result<bool, StitcherError> {
         if self.jobs.contains_key(job_id) {
             return Ok(true);
         }
@@ -136,8 +158,11 @@ impl Stitcher {
             Loaded::Active(job) => {
                 tracing::info!(job = %job_id, "stitching job");
                 let ready = job.ready_chunks();
-                let last_status = Instant::now().checked_sub(self.interval).unwrap_or_else(Instant::now);
-                self.jobs.insert(job_id.to_owned(), Active { job, last_status });
+                let last_status = Instant::now()
+                    .checked_sub(self.interval)
+                    .unwrap_or_else(Instant::now);
+                self.jobs
+                    .insert(job_id.to_owned(), Active { job, last_status });
                 self.write(job_id, ready).await?;
                 Ok(true)
             }
@@ -145,7 +170,9 @@ impl Stitcher {
     }
 
     async fn write(&mut self, job_id: &str, chunks: Vec<u64>) -> Result<(), StitcherError> {
-        let Some(active) = self.jobs.get_mut(job_id) else { return Ok(()) };
+        let Some(active) = self.jobs.get_mut(job_id) else {
+            return Ok(());
+        };
         for c in chunks {
             active.job.write_chunk(c, &self.metrics).await?;
         }
@@ -155,7 +182,9 @@ impl Stitcher {
     /// Writes `ready` chunks, then publishes progress (throttled) or finalizes.
     async fn progress(&mut self, job_id: &str, ready: Vec<u64>) -> Result<(), StitcherError> {
         self.write(job_id, ready).await?;
-        let Some(active) = self.jobs.get_mut(job_id) else { return Ok(()) };
+        let Some(active) = self.jobs.get_mut(job_id) else {
+            return Ok(());
+        };
         if active.job.is_complete() {
             let status = active.job.finalize().await?;
             self.jobs.remove(job_id);
@@ -174,7 +203,9 @@ impl Stitcher {
     }
 
     async fn fail(&mut self, job_id: &str, reason: String) -> Result<(), StitcherError> {
-        let Some(active) = self.jobs.remove(job_id) else { return Ok(()) };
+        let Some(active) = self.jobs.remove(job_id) else {
+            return Ok(());
+        };
         tracing::error!(job = %job_id, %reason, "job failed");
         let status = active.job.status(JobState::Failed, reason);
         active.job.save_status(&status).await?;
@@ -186,8 +217,10 @@ impl Stitcher {
     /// Publishes a status event; progress events are best effort (the staged status is durable).
     async fn announce(&self, status: JobStatus) {
         let mut msg = Message::new(wire::encode(&status));
-        msg.headers.insert(wire::HEADER_TYPE.into(), wire::types::JOB_STATUS.into());
-        msg.headers.insert(wire::HEADER_JOB.into(), status.job_id.clone());
+        msg.headers
+            .insert(wire::HEADER_TYPE.into(), wire::types::JOB_STATUS.into());
+        msg.headers
+            .insert(wire::HEADER_JOB.into(), status.job_id.clone());
         if let Err(error) = self.broker.publish_event(wire::STATUS_EXCHANGE, msg).await {
             tracing::warn!(%error, "cannot publish job status");
         }

@@ -37,7 +37,10 @@ impl StitcherMetrics {
                 "Mosaic bytes written",
             )?,
             tile_results: IntCounterVec::new(
-                Opts::new("terrafill_stitcher_tile_results_total", "Tile results received"),
+                Opts::new(
+                    "terrafill_stitcher_tile_results_total",
+                    "Tile results received",
+                ),
                 &["outcome"],
             )?,
             jobs: IntCounterVec::new(

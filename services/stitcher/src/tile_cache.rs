@@ -25,7 +25,10 @@ impl CachedTile {
         let spread = if output.spread.is_empty() {
             None
         } else {
-            Some(wire::f32_from_le_bytes("TileOutput.spread", &output.spread)?)
+            Some(wire::f32_from_le_bytes(
+                "TileOutput.spread",
+                &output.spread,
+            )?)
         };
         Ok(Self { values, spread })
     }
@@ -42,7 +45,11 @@ pub struct TileCache {
 impl TileCache {
     /// A cache holding at most `capacity` tiles (at least 1).
     pub fn new(capacity: usize) -> Self {
-        Self { capacity: capacity.max(1), tiles: HashMap::new(), order: VecDeque::new() }
+        Self {
+            capacity: capacity.max(1),
+            tiles: HashMap::new(),
+            order: VecDeque::new(),
+        }
     }
 
     /// The cached tile, if present.

@@ -24,13 +24,18 @@ pub struct JobContext {
     pub staging: Staging,
     /// The diffusion model, for `Method::Diffusion`.
     pub model: Option<Arc<model::FillModel>>,
+    /// Whether compute runs on the CPU (then batches never mix tiles, for bit-exact outputs).
+    pub on_cpu: bool,
     scene: Scene,
     metrics: WorkerMetrics,
 }
 
 impl std::fmt::Debug for JobContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JobContext").field("id", &self.id).field("method", &self.method).finish()
+        f.debug_struct("JobContext")
+            .field("id", &self.id)
+            .field("method", &self.method)
+            .finish()
     }
 }
 
@@ -44,13 +49,23 @@ impl JobContext {
         device: &model::DeviceSpec,
         metrics: WorkerMetrics,
     ) -> Result<Self, WorkerError> {
-        let task_error = |source| WorkerError::Task { job: spec.job_id.clone(), tile: 0, source };
+        let task_error = |source| WorkerError::Task {
+            job: spec.job_id.clone(),
+            tile: 0,
+            source,
+        };
         let id = spec.id().map_err(task_error)?;
         let grid = spec.grid().map_err(task_error)?;
         let method = Method::try_from(spec.method).unwrap_or(Method::Unspecified);
-        let storage = |source| WorkerError::Storage { job: spec.job_id.clone(), tile: 0, source };
+        let storage = |source| WorkerError::Storage {
+            job: spec.job_id.clone(),
+            tile: 0,
+            source,
+        };
         let mask = (!spec.mask_array.is_empty()).then_some(spec.mask_array.as_str());
-        let scene = Scene::open(&spec.input_url, &spec.array, mask).await.map_err(storage)?;
+        let scene = Scene::open(&spec.input_url, &spec.array, mask)
+            .await
+            .map_err(storage)?;
         if scene.shape() != spec.shape.as_slice() {
             return Err(WorkerError::Method {
                 job: spec.job_id.clone(),
@@ -68,7 +83,18 @@ impl JobContext {
             Method::Diffusion => Some(crate::diffusion::load_model(&spec, device).await?),
             _ => None,
         };
-        Ok(Self { id, spec, grid, method, staging, model, scene, metrics })
+        let on_cpu = device.device().map(|d| d.is_cpu()).unwrap_or(true);
+        Ok(Self {
+            id,
+            spec,
+            grid,
+            method,
+            staging,
+            model,
+            on_cpu,
+            scene,
+            metrics,
+        })
     }
 
     /// Reads `window` of the scene (all leading dims), NaN where missing.
@@ -76,12 +102,20 @@ impl JobContext {
     /// # Errors
     /// [`WorkerError::Storage`] naming the tile.
     pub async fn read(&self, tile: u64, window: Window) -> Result<TileData, WorkerError> {
-        let timer = self.metrics.stage_seconds.with_label_values(&["read"]).start_timer();
-        let data = self.scene.read_window(window).await.map_err(|source| WorkerError::Storage {
-            job: self.id.to_string(),
-            tile,
-            source,
-        })?;
+        let timer = self
+            .metrics
+            .stage_seconds
+            .with_label_values(&["read"])
+            .start_timer();
+        let data = self
+            .scene
+            .read_window(window)
+            .await
+            .map_err(|source| WorkerError::Storage {
+                job: self.id.to_string(),
+                tile,
+                source,
+            })?;
         timer.observe_duration();
         self.metrics.bytes_read.inc_by(4 * data.values.len() as u64);
         Ok(data)
@@ -98,9 +132,15 @@ impl JobContext {
         out_h: u64,
         out_w: u64,
     ) -> Result<TileData, WorkerError> {
-        let data = self.scene.read_window_padded(window, out_h, out_w).await.map_err(|source| {
-            WorkerError::Storage { job: self.id.to_string(), tile, source }
-        })?;
+        let data = self
+            .scene
+            .read_window_padded(window, out_h, out_w)
+            .await
+            .map_err(|source| WorkerError::Storage {
+                job: self.id.to_string(),
+                tile,
+                source,
+            })?;
         self.metrics.bytes_read.inc_by(4 * data.values.len() as u64);
         Ok(data)
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use broker::{Broker, Delivery, Message, QueueSpec};
 use telemetry::{Health, Shutdown};
-use wire::v1::{stitch_event, Method, StitchEvent, TileOutcome, TileOutput, TileResult, TileTask};
+use wire::v1::{stitch_event, StitchEvent, TileOutcome, TileOutput, TileResult, TileTask};
 
 pub use error::WorkerError;
 pub use job::{JobCache, JobContext};
@@ -34,7 +34,11 @@ pub struct WorkerConfig {
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self { batch: 4, linger_ms: 20, device: "auto".into() }
+        Self {
+            batch: 4,
+            linger_ms: 20,
+            device: "auto".into(),
+        }
     }
 }
 
@@ -50,9 +54,14 @@ pub async fn run(
     health: Health,
     shutdown: Shutdown,
 ) -> Result<(), WorkerError> {
-    let device: model::DeviceSpec = cfg.device.parse().map_err(|e: model::ModelError| {
-        WorkerError::Method { job: String::new(), tile: 0, reason: e.to_string() }
-    })?;
+    let device: model::DeviceSpec =
+        cfg.device
+            .parse()
+            .map_err(|e: model::ModelError| WorkerError::Method {
+                job: String::new(),
+                tile: 0,
+                reason: e.to_string(),
+            })?;
     let spec = QueueSpec::default();
     broker.declare_queue(wire::TILE_QUEUE, &spec).await?;
     broker.declare_queue(wire::STITCH_QUEUE, &spec).await?;
@@ -97,7 +106,8 @@ async fn handle_batch(
         match decode_task(&delivery) {
             Ok(task) => {
                 let job = task.job.as_ref().map(|j| j.job_id.clone());
-                let same = |g: &Vec<Task>| g[0].task.job.as_ref().map(|j| &j.job_id) == job.as_ref();
+                let same =
+                    |g: &Vec<Task>| g[0].task.job.as_ref().map(|j| &j.job_id) == job.as_ref();
                 match groups.iter_mut().find(|g| same(g)) {
                     Some(g) => g.push(Task { delivery, task }),
                     None => groups.push(vec![Task { delivery, task }]),
@@ -120,7 +130,10 @@ async fn handle_batch(
 fn decode_task(delivery: &Delivery) -> Result<TileTask, wire::WireError> {
     let task: TileTask = wire::decode("TileTask", &delivery.body, wire::MAX_MESSAGE_BYTES)?;
     if task.job.is_none() {
-        return Err(wire::WireError::MissingField { what: "TileTask", field: "job" });
+        return Err(wire::WireError::MissingField {
+            what: "TileTask",
+            field: "job",
+        });
     }
     Ok(task)
 }
@@ -132,7 +145,9 @@ async fn handle_job_tasks(
     device: &model::DeviceSpec,
     metrics: &WorkerMetrics,
 ) {
-    let Some(spec) = group.first().and_then(|t| t.task.job.clone()) else { return };
+    let Some(spec) = group.first().and_then(|t| t.task.job.clone()) else {
+        return;
+    };
     let job = match jobs.get(&spec, device, metrics).await {
         Ok(job) => job,
         Err(error) => {
@@ -142,11 +157,21 @@ async fn handle_job_tasks(
             return;
         }
     };
-    let method = job.method.as_str_name().trim_start_matches("METHOD_").to_lowercase();
-    let tiles: Result<Vec<_>, _> = group.iter().map(|t| job.grid.tile(t.task.tile_index)).collect();
+    let method = job
+        .method
+        .as_str_name()
+        .trim_start_matches("METHOD_")
+        .to_lowercase();
+    let tiles: Result<Vec<_>, _> = group
+        .iter()
+        .map(|t| job.grid.tile(t.task.tile_index))
+        .collect();
     let outputs = match tiles {
         Ok(tiles) => {
-            let timer = metrics.stage_seconds.with_label_values(&["compute"]).start_timer();
+            let timer = metrics
+                .stage_seconds
+                .with_label_values(&["compute"])
+                .start_timer();
             let out = methods::compute(&job, &tiles).await;
             timer.observe_duration();
             out
@@ -163,7 +188,10 @@ async fn handle_job_tasks(
                 let index = t.task.tile_index;
                 match finish_tile(&job, index, fill, broker, metrics).await {
                     Ok(()) => {
-                        metrics.tiles.with_label_values(&[method.as_str(), "done"]).inc();
+                        metrics
+                            .tiles
+                            .with_label_values(&[method.as_str(), "done"])
+                            .inc();
                         if let Err(error) = t.delivery.ack().await {
                             tracing::warn!(job = %job.id, tile = index, %error, "ack failed; the task will be redelivered and recomputed identically");
                         }
@@ -200,14 +228,26 @@ async fn finish_tile(
         tile_index: index,
         shape: vec![lead, tile.window.height, tile.window.width],
         values: wire::f32_to_le_bytes(&fill.values),
-        spread: fill.spread.as_deref().map(wire::f32_to_le_bytes).unwrap_or_default(),
+        spread: fill
+            .spread
+            .as_deref()
+            .map(wire::f32_to_le_bytes)
+            .unwrap_or_default(),
     };
     let bytes = wire::encode(&output);
     let size = bytes.len() as u64;
-    let timer = metrics.stage_seconds.with_label_values(&["stage"]).start_timer();
-    job.staging.put(&wire::staging_keys::tile(&job.id, index), bytes).await.map_err(|source| {
-        WorkerError::Storage { job: job.id.to_string(), tile: index, source }
-    })?;
+    let timer = metrics
+        .stage_seconds
+        .with_label_values(&["stage"])
+        .start_timer();
+    job.staging
+        .put(&wire::staging_keys::tile(&job.id, index), bytes)
+        .await
+        .map_err(|source| WorkerError::Storage {
+            job: job.id.to_string(),
+            tile: index,
+            source,
+        })?;
     timer.observe_duration();
     metrics.bytes_written.inc_by(size);
     let result = TileResult {
@@ -217,7 +257,10 @@ async fn finish_tile(
         error: String::new(),
         staging_url: job.spec.staging_url.clone(),
     };
-    let timer = metrics.stage_seconds.with_label_values(&["publish"]).start_timer();
+    let timer = metrics
+        .stage_seconds
+        .with_label_values(&["publish"])
+        .start_timer();
     publish_result(broker, result).await?;
     timer.observe_duration();
     Ok(())
@@ -234,7 +277,12 @@ async fn settle_failure(
     method: &str,
 ) {
     let index = t.task.tile_index;
-    let job_id = t.task.job.as_ref().map(|j| j.job_id.clone()).unwrap_or_default();
+    let job_id = t
+        .task
+        .job
+        .as_ref()
+        .map(|j| j.job_id.clone())
+        .unwrap_or_default();
     let attempts_left = t.delivery.delivery_count + 1 < QueueSpec::default().delivery_limit;
     if error.is_retryable() && attempts_left {
         tracing::warn!(job = %job_id, tile = index, %error, "tile failed; retrying");
@@ -268,9 +316,12 @@ async fn settle_failure(
 
 async fn publish_result(broker: &Arc<dyn Broker>, result: TileResult) -> Result<(), WorkerError> {
     let job = result.job_id.clone();
-    let event = StitchEvent { event: Some(stitch_event::Event::Tile(result)) };
+    let event = StitchEvent {
+        event: Some(stitch_event::Event::Tile(result)),
+    };
     let mut msg = Message::new(wire::encode(&event));
-    msg.headers.insert(wire::HEADER_TYPE.into(), wire::types::STITCH_EVENT.into());
+    msg.headers
+        .insert(wire::HEADER_TYPE.into(), wire::types::STITCH_EVENT.into());
     msg.headers.insert(wire::HEADER_JOB.into(), job);
     broker.publish(wire::STITCH_QUEUE, msg).await?;
     Ok(())

@@ -29,8 +29,11 @@ impl WorkerMetrics {
                 &["method", "outcome"],
             )?,
             stage_seconds: HistogramVec::new(
-                HistogramOpts::new("terrafill_worker_tile_stage_seconds", "Seconds per tile stage")
-                    .buckets(prometheus::exponential_buckets(0.001, 4.0, 10)?),
+                HistogramOpts::new(
+                    "terrafill_worker_tile_stage_seconds",
+                    "Seconds per tile stage",
+                )
+                .buckets(prometheus::exponential_buckets(0.001, 4.0, 10)?),
                 &["stage"],
             )?,
             bytes_read: IntCounter::new("terrafill_worker_read_bytes_total", "Scene bytes read")?,

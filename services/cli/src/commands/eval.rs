@@ -20,13 +20,29 @@ pub async fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     let (h, w) = (truth.height(), truth.width());
     let all = Window::new(0, 0, h, w);
     let selector = match &args.mask {
-        Some(mask) => Some(Scene::open(&args.truth, mask, None).await.with_context(|| format!("mask {mask}"))?),
+        Some(mask) => Some(
+            Scene::open(&args.truth, mask, None)
+                .await
+                .with_context(|| format!("mask {mask}"))?,
+        ),
         None => Scene::open(&args.prediction, "filled", None).await.ok(),
     };
     let select = match selector {
         Some(s) => {
-            ensure!(s.shape() == truth.shape(), "mask shape {:?} differs from {:?}", s.shape(), truth.shape());
-            Some(s.read_window(all).await?.values.iter().map(|&v| v != 0.0 && !v.is_nan()).collect::<Vec<_>>())
+            ensure!(
+                s.shape() == truth.shape(),
+                "mask shape {:?} differs from {:?}",
+                s.shape(),
+                truth.shape()
+            );
+            Some(
+                s.read_window(all)
+                    .await?
+                    .values
+                    .iter()
+                    .map(|&v| v != 0.0 && !v.is_nan())
+                    .collect::<Vec<_>>(),
+            )
         }
         None => None,
     };

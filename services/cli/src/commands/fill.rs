@@ -15,24 +15,40 @@ const DEFAULT_OVERLAP: u64 = 32;
 pub async fn fill(args: &FillArgs, cfg: &Config) -> anyhow::Result<()> {
     let req = request(args).await?;
     let shutdown = telemetry::shutdown_on_signal();
-    let addr = args.metrics_addr.as_deref().or(cfg.telemetry.metrics_addr.as_deref());
+    let addr = args
+        .metrics_addr
+        .as_deref()
+        .or(cfg.telemetry.metrics_addr.as_deref());
     let health = telemetry::Health::default();
     let registry = super::metrics_server(addr, health.clone(), &shutdown).await?;
     health.set_ready(true);
-    let status =
-        crate::embedded::fill(&req, args.broker.as_deref(), args.workers, cfg, &registry, &shutdown)
-            .await?;
+    let status = crate::embedded::fill(
+        &req,
+        args.broker.as_deref(),
+        args.workers,
+        cfg,
+        &registry,
+        &shutdown,
+    )
+    .await?;
     report(&status);
     shutdown.cancel();
     Ok(())
 }
 
 pub async fn submit(args: &SubmitArgs, cfg: &Config) -> anyhow::Result<()> {
-    let broker_url =
-        args.fill.broker.as_deref().context("submit needs --broker (or TERRAFILL_BROKER)")?;
+    let broker_url = args
+        .fill
+        .broker
+        .as_deref()
+        .context("submit needs --broker (or TERRAFILL_BROKER)")?;
     let req = request(&args.fill).await?;
     let shutdown = telemetry::shutdown_on_signal();
-    let addr = args.fill.metrics_addr.as_deref().or(cfg.telemetry.metrics_addr.as_deref());
+    let addr = args
+        .fill
+        .metrics_addr
+        .as_deref()
+        .or(cfg.telemetry.metrics_addr.as_deref());
     let health = telemetry::Health::default();
     let registry = super::metrics_server(addr, health.clone(), &shutdown).await?;
     let metrics = coordinator::CoordinatorMetrics::register(&registry)?;
@@ -48,9 +64,14 @@ pub async fn submit(args: &SubmitArgs, cfg: &Config) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut progress = JobProgress::new("waiting");
-    let status = coordinator::wait(&job, &cfg.coordinator, &broker, &metrics, &shutdown, &mut |s| {
-        progress.update(s)
-    })
+    let status = coordinator::wait(
+        &job,
+        &cfg.coordinator,
+        &broker,
+        &metrics,
+        &shutdown,
+        &mut |s| progress.update(s),
+    )
     .await;
     progress.finish();
     report(&status?);
@@ -80,7 +101,9 @@ async fn request(args: &FillArgs) -> anyhow::Result<FillRequest> {
         _ => (DEFAULT_TILE, DEFAULT_OVERLAP),
     };
     req.tile = args.tile.unwrap_or(tile);
-    req.overlap = args.overlap.unwrap_or(overlap.min(req.tile.saturating_sub(1)));
+    req.overlap = args
+        .overlap
+        .unwrap_or(overlap.min(req.tile.saturating_sub(1)));
     req.validate()?;
     Ok(req)
 }

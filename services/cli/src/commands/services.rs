@@ -13,7 +13,10 @@ pub async fn worker(args: &ServiceArgs, cfg: &Config) -> anyhow::Result<()> {
     }
     let shutdown = telemetry::shutdown_on_signal();
     let health = telemetry::Health::default();
-    let addr = args.metrics_addr.as_deref().or(cfg.telemetry.metrics_addr.as_deref());
+    let addr = args
+        .metrics_addr
+        .as_deref()
+        .or(cfg.telemetry.metrics_addr.as_deref());
     let registry = super::metrics_server(addr, health.clone(), &shutdown).await?;
     let metrics = worker::WorkerMetrics::register(&registry)?;
     let broker = crate::embedded::connect(&args.broker).await?;
@@ -25,7 +28,10 @@ pub async fn worker(args: &ServiceArgs, cfg: &Config) -> anyhow::Result<()> {
 pub async fn stitcher(args: &ServiceArgs, cfg: &Config) -> anyhow::Result<()> {
     let shutdown = telemetry::shutdown_on_signal();
     let health = telemetry::Health::default();
-    let addr = args.metrics_addr.as_deref().or(cfg.telemetry.metrics_addr.as_deref());
+    let addr = args
+        .metrics_addr
+        .as_deref()
+        .or(cfg.telemetry.metrics_addr.as_deref());
     let registry = super::metrics_server(addr, health.clone(), &shutdown).await?;
     let metrics = stitcher::StitcherMetrics::register(&registry)?;
     let broker = crate::embedded::connect(&args.broker).await?;

@@ -221,7 +221,9 @@ fn from_field_table(table: Option<&FieldTable>) -> (BTreeMap<String, String>, u3
             _ => continue,
         };
         if k.as_str() == HEADER_DELIVERY_COUNT {
-            count = text.parse::<i64>().map_or(0, |n| n.clamp(0, i64::from(u32::MAX)) as u32);
+            count = text
+                .parse::<i64>()
+                .map_or(0, |n| n.clamp(0, i64::from(u32::MAX)) as u32);
         } else {
             headers.insert(k.as_str().to_owned(), text);
         }
@@ -245,10 +247,12 @@ impl AmqpBroker {
                 reason: "expected amqp:// or amqps://".into(),
             });
         }
-        let mut uri: AMQPUri = url.parse().map_err(|reason: String| BrokerError::InvalidUrl {
-            url: redacted.clone(),
-            reason: reason.replace(url, &redacted),
-        })?;
+        let mut uri: AMQPUri = url
+            .parse()
+            .map_err(|reason: String| BrokerError::InvalidUrl {
+                url: redacted.clone(),
+                reason: reason.replace(url, &redacted),
+            })?;
         if uri.query.heartbeat.is_none() {
             let secs = config.heartbeat.as_secs().clamp(1, u64::from(u16::MAX));
             uri.query.heartbeat = u16::try_from(secs).ok();
@@ -317,33 +321,32 @@ impl Inner {
     async fn open_session(&self, limit: Duration) -> Result<Session, BrokerError> {
         let deadline = Instant::now() + limit;
         let mut backoff = Backoff::new(self.config.backoff);
-        let mut last_error = String::from("timed out");
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(remaining, self.connect_once()).await {
+            let last_error = match tokio::time::timeout(remaining, self.connect_once()).await {
                 Ok(Ok(session)) => return Ok(session),
-                Ok(Err(e)) => {
-                    if !is_connection_loss(&e) {
-                        return Err(BrokerError::Connect {
-                            url: self.redacted.clone(),
-                            retryable: false,
-                            source: Box::new(e),
-                        });
-                    }
-                    tracing::debug!(url = %self.redacted, error = %e, "broker connection attempt failed");
-                    last_error = e.to_string();
+                Ok(Err(e)) if !is_connection_loss(&e) => {
+                    return Err(BrokerError::Connect {
+                        url: self.redacted.clone(),
+                        retryable: false,
+                        source: Box::new(e),
+                    });
                 }
-                Err(_elapsed) => last_error = String::from("timed out"),
-            }
-            let delay = backoff.next_delay();
-            if Instant::now() + delay >= deadline {
+                Ok(Err(e)) => {
+                    tracing::debug!(url = %self.redacted, error = %e, "broker connection attempt failed");
+                    e.to_string()
+                }
+                Err(_elapsed) => String::from("timed out"),
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
                 return Err(BrokerError::ConnectTimeout {
                     url: self.redacted.clone(),
                     timeout: limit,
                     last_error,
                 });
             }
-            tokio::time::sleep(delay).await;
+            tokio::time::sleep(backoff.next_delay().min(remaining)).await;
         }
     }
 
@@ -431,7 +434,11 @@ impl Inner {
         persistent: bool,
         msg: &Message,
     ) -> Result<(), BrokerError> {
-        let target = if exchange.is_empty() { routing_key } else { exchange };
+        let target = if exchange.is_empty() {
+            routing_key
+        } else {
+            exchange
+        };
         let _permit = self
             .unconfirmed
             .acquire()
@@ -443,8 +450,11 @@ impl Inner {
             .with_delivery_mode(if persistent { 2 } else { 1 })
             .with_headers(to_field_table(&msg.headers));
         self.with_retry("publish", target, |session| {
-            let (exchange_s, routing_key_s, properties) =
-                (exchange_s.clone(), routing_key_s.clone(), properties.clone());
+            let (exchange_s, routing_key_s, properties) = (
+                exchange_s.clone(),
+                routing_key_s.clone(),
+                properties.clone(),
+            );
             async move {
                 let confirm = session
                     .publisher
@@ -464,9 +474,11 @@ impl Inner {
                     .map_err(|e| classify(e, "publish", target))?;
                 match confirm {
                     Confirmation::Ack(None) => Ok(()),
-                    Confirmation::Ack(Some(_returned)) => Err(Failure::Final(BrokerError::Unroutable {
-                        queue: target.into(),
-                    })),
+                    Confirmation::Ack(Some(_returned)) => {
+                        Err(Failure::Final(BrokerError::Unroutable {
+                            queue: target.into(),
+                        }))
+                    }
                     Confirmation::Nack(_) => Err(Failure::Final(BrokerError::PublishRejected {
                         target: target.into(),
                     })),
@@ -519,13 +531,14 @@ impl Inner {
             Kind::Queue { queue, .. } => queue.clone(),
             Kind::Events { exchange } => exchange.clone(),
         };
-        self.with_retry("basic.consume", &target, |session| async move {
+        let target: &str = &target;
+        self.with_retry("basic.consume", target, |session| async move {
             let op = "basic.consume";
             let ch = session
                 .connection
                 .create_channel()
                 .await
-                .map_err(|e| classify(e, op, &target))?;
+                .map_err(|e| classify(e, op, target))?;
             let (queue, no_ack) = match kind {
                 Kind::Queue { queue, prefetch } => {
                     ch.basic_qos(*prefetch, BasicQosOptions::default())
@@ -623,12 +636,18 @@ impl Inner {
 
 fn queue_arguments(queue: &str, spec: &QueueSpec) -> FieldTable {
     let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
     args.insert(
         "x-delivery-limit".into(),
         AMQPValue::LongLongInt(i64::from(spec.delivery_limit)),
     );
-    args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString("".into()),
+    );
     args.insert(
         "x-dead-letter-routing-key".into(),
         AMQPValue::LongString(dead_letter_queue(queue).into()),
@@ -652,7 +671,10 @@ fn queue_arguments(queue: &str, spec: &QueueSpec) -> FieldTable {
 
 fn quorum_only() -> FieldTable {
     let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
     args
 }
 
@@ -705,7 +727,10 @@ impl Broker for AmqpBroker {
             let name = name.as_str();
             self.inner
                 .on_temp_channel("queue.delete", name, |ch| async move {
-                    match ch.queue_delete(name.into(), QueueDeleteOptions::default()).await {
+                    match ch
+                        .queue_delete(name.into(), QueueDeleteOptions::default())
+                        .await
+                    {
                         Ok(_) => Ok(()),
                         Err(e) if soft_error(&e) == Some(&AMQPSoftError::NOTFOUND) => Ok(()),
                         Err(e) => Err(classify(e, "queue.delete", name)),
@@ -736,7 +761,11 @@ impl Broker for AmqpBroker {
             prefetch,
         };
         let active = self.inner.subscribe(&kind).await?;
-        Ok(Box::new(AmqpSubscription::new(self.inner.clone(), kind, active)))
+        Ok(Box::new(AmqpSubscription::new(
+            self.inner.clone(),
+            kind,
+            active,
+        )))
     }
 
     async fn publish_event(&self, exchange: &str, msg: Message) -> Result<(), BrokerError> {
@@ -754,16 +783,17 @@ impl Broker for AmqpBroker {
             .await
     }
 
-    async fn subscribe_events(
-        &self,
-        exchange: &str,
-    ) -> Result<Box<dyn Subscription>, BrokerError> {
+    async fn subscribe_events(&self, exchange: &str) -> Result<Box<dyn Subscription>, BrokerError> {
         check_name(exchange)?;
         let kind = Kind::Events {
             exchange: exchange.into(),
         };
         let active = self.inner.subscribe(&kind).await?;
-        Ok(Box::new(AmqpSubscription::new(self.inner.clone(), kind, active)))
+        Ok(Box::new(AmqpSubscription::new(
+            self.inner.clone(),
+            kind,
+            active,
+        )))
     }
 
     async fn delete_exchange(&self, exchange: &str) -> Result<(), BrokerError> {
@@ -906,7 +936,8 @@ impl Subscription for AmqpSubscription {
                         }
                         continue;
                     }
-                    let (headers, delivery_count) = from_field_table(d.properties.headers().as_ref());
+                    let (headers, delivery_count) =
+                        from_field_table(d.properties.headers().as_ref());
                     return Some(Ok(Delivery {
                         body: Bytes::from(d.data),
                         headers,

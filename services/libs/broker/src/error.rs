@@ -90,7 +90,9 @@ pub enum BrokerError {
     },
     /// The broker refused to take responsibility for a published message (e.g. the queue is
     /// full with `reject-publish` overflow). Retrying later may succeed.
-    #[error("broker refused message for {target} (negative confirm: queue full or broker overloaded)")]
+    #[error(
+        "broker refused message for {target} (negative confirm: queue full or broker overloaded)"
+    )]
     PublishRejected {
         /// The queue or exchange.
         target: String,

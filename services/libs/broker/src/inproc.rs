@@ -93,7 +93,10 @@ impl Queue {
     }
 
     fn pop(&mut self) -> Option<Stored> {
-        let stored = self.returns.pop_front().or_else(|| self.ready.pop_front())?;
+        let stored = self
+            .returns
+            .pop_front()
+            .or_else(|| self.ready.pop_front())?;
         self.ready_bytes -= stored.msg.body.len() as u64;
         Some(stored)
     }
@@ -146,7 +149,9 @@ impl State {
     fn return_message(&mut self, queue: &str, mut stored: Stored) {
         stored.delivery_count = stored.delivery_count.saturating_add(1);
         stored.redelivered = true;
-        let Some(q) = self.queues.get_mut(queue) else { return };
+        let Some(q) = self.queues.get_mut(queue) else {
+            return;
+        };
         match &q.spec {
             Some(spec) if stored.delivery_count > spec.delivery_limit => {
                 self.dead_letter(queue, stored, "delivery_limit");
@@ -244,21 +249,25 @@ impl Broker for InProcessBroker {
             delivery_count: 0,
             redelivered: false,
         };
-        if q.is_full() {
-            let overflow = q.spec.as_ref().map(|s| s.overflow);
-            if overflow == Some(Overflow::DropHead) {
-                while q.is_full() {
-                    let Some(head) = q.pop() else { break };
-                    state.dead_letter(queue, head, "maxlen");
-                }
-            } else {
-                return Err(BrokerError::PublishRejected {
-                    target: queue.into(),
-                });
-            }
+        if q.is_full() && q.spec.as_ref().map(|s| s.overflow) != Some(Overflow::DropHead) {
+            return Err(BrokerError::PublishRejected {
+                target: queue.into(),
+            });
         }
-        if let Some(q) = state.queues.get_mut(queue) {
-            q.push(stored);
+        // Drop-head overflow: dead-letter the oldest messages until there is room.
+        loop {
+            let Some(q) = state.queues.get_mut(queue) else {
+                break;
+            };
+            if !q.is_full() {
+                q.push(stored);
+                break;
+            }
+            let Some(head) = q.pop() else {
+                q.push(stored);
+                break;
+            };
+            state.dead_letter(queue, head, "maxlen");
         }
         Ok(())
     }
@@ -295,16 +304,16 @@ impl Broker for InProcessBroker {
         subscribers.retain(|tx| !tx.is_closed());
         for tx in subscribers.iter() {
             if tx.try_send(msg.clone()).is_err() {
-                tracing::warn!(exchange, "event subscriber is not keeping up; event dropped");
+                tracing::warn!(
+                    exchange,
+                    "event subscriber is not keeping up; event dropped"
+                );
             }
         }
         Ok(())
     }
 
-    async fn subscribe_events(
-        &self,
-        exchange: &str,
-    ) -> Result<Box<dyn Subscription>, BrokerError> {
+    async fn subscribe_events(&self, exchange: &str) -> Result<Box<dyn Subscription>, BrokerError> {
         check_name(exchange)?;
         let (tx, rx) = mpsc::channel(self.shared.config.event_buffer.max(1));
         self.shared
@@ -342,13 +351,13 @@ impl Broker for InProcessBroker {
 }
 
 /// Settles one in-process delivery.
-pub(crate) struct Settler {
+pub(crate) struct InProcSettler {
     shared: Arc<Shared>,
     queue_id: u64,
     tag: u64,
 }
 
-impl Settler {
+impl InProcSettler {
     pub(crate) fn settle(self, how: Settle, queue: &str) -> Result<(), BrokerError> {
         let mut state = self.shared.lock();
         let entry = state
@@ -412,7 +421,7 @@ impl QueueSubscription {
             redelivered: stored.redelivered,
             delivery_count: stored.delivery_count,
             queue: self.queue.clone(),
-            settler: Settler::InProc(crate::inproc::Settler {
+            settler: Settler::InProc(InProcSettler {
                 shared: self.shared.clone(),
                 queue_id: self.queue_id,
                 tag,

@@ -154,7 +154,11 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
     ///
     /// # Errors
     /// [`BrokerError::QueueNotFound`]; connection errors.
-    async fn consume(&self, queue: &str, prefetch: u16) -> Result<Box<dyn Subscription>, BrokerError>;
+    async fn consume(
+        &self,
+        queue: &str,
+        prefetch: u16,
+    ) -> Result<Box<dyn Subscription>, BrokerError>;
 
     /// Publishes an event to a fan-out exchange (created on first use). Events are
     /// best-effort: with no subscriber they are dropped, and they are not persisted.
@@ -219,7 +223,7 @@ pub struct Delivery {
 }
 
 pub(crate) enum Settler {
-    InProc(inproc::Settler),
+    InProc(inproc::InProcSettler),
     Amqp(lapin::Acker),
     /// Event deliveries: nothing to settle.
     None,
@@ -308,9 +312,9 @@ pub async fn connect(url: Option<&str>) -> Result<Arc<dyn Broker>, BrokerError> 
     match url {
         None => Ok(Arc::new(InProcessBroker::new())),
         Some(u) if u.starts_with(INPROC_SCHEME) => Ok(Arc::new(InProcessBroker::new())),
-        Some(u) if u.starts_with("amqp://") || u.starts_with("amqps://") => {
-            Ok(Arc::new(AmqpBroker::connect(u, AmqpConfig::default()).await?))
-        }
+        Some(u) if u.starts_with("amqp://") || u.starts_with("amqps://") => Ok(Arc::new(
+            AmqpBroker::connect(u, AmqpConfig::default()).await?,
+        )),
         Some(u) => Err(BrokerError::InvalidUrl {
             url: redact_url(u),
             reason: "expected inproc://, amqp:// or amqps://".into(),

@@ -7,16 +7,30 @@ use candle_nn::{conv2d, group_norm, linear, Conv2d, Conv2dConfig, GroupNorm, Lin
 
 /// 3×3 convolution with padding 1 (spatial size preserved).
 pub fn conv3(cin: usize, cout: usize, vb: VarBuilder) -> Result<Conv2d> {
-    conv2d(cin, cout, 3, Conv2dConfig { padding: 1, ..Default::default() }, vb)
+    conv2d(
+        cin,
+        cout,
+        3,
+        Conv2dConfig {
+            padding: 1,
+            ..Default::default()
+        },
+        vb,
+    )
 }
 
 /// Sinusoidal embedding of the diffusion step (Vaswani et al. 2017 §3.5, as used by DDPM §4):
 /// emb[i] = sin(t·ω_i), emb[half+i] = cos(t·ω_i), ω_i = 10000^(−i/half).
 pub fn timestep_embedding(t: &Tensor, dim: usize) -> Result<Tensor> {
     let half = dim / 2;
-    let freqs: Vec<f32> = (0..half).map(|i| (-(10000f64.ln()) * i as f64 / half as f64).exp() as f32).collect();
+    let freqs: Vec<f32> = (0..half)
+        .map(|i| (-(10000f64.ln()) * i as f64 / half as f64).exp() as f32)
+        .collect();
     let freqs = Tensor::from_vec(freqs, (1, half), t.device())?;
-    let args = t.to_dtype(DType::F32)?.unsqueeze(1)?.broadcast_mul(&freqs)?;
+    let args = t
+        .to_dtype(DType::F32)?
+        .unsqueeze(1)?
+        .broadcast_mul(&freqs)?;
     Tensor::cat(&[args.sin()?, args.cos()?], 1)
 }
 
@@ -31,7 +45,11 @@ pub struct TimeEmbedding {
 impl TimeEmbedding {
     /// `dim` = width of the sinusoidal features, output width `out`.
     pub fn new(vb: VarBuilder, dim: usize, out: usize) -> Result<Self> {
-        Ok(Self { dim, l1: linear(dim, out, vb.pp("l1"))?, l2: linear(out, out, vb.pp("l2"))? })
+        Ok(Self {
+            dim,
+            l1: linear(dim, out, vb.pp("l1"))?,
+            l2: linear(out, out, vb.pp("l2"))?,
+        })
     }
 
     /// `t`: [N] step indices (u32 or float) → [N, out].
@@ -55,7 +73,10 @@ const GEO_FEATURES: usize = 6;
 impl GeoEmbedding {
     /// Output width `out` (the time-embedding width).
     pub fn new(vb: VarBuilder, out: usize) -> Result<Self> {
-        Ok(Self { l1: linear(GEO_FEATURES, out, vb.pp("l1"))?, l2: linear(out, out, vb.pp("l2"))? })
+        Ok(Self {
+            l1: linear(GEO_FEATURES, out, vb.pp("l1"))?,
+            l2: linear(out, out, vb.pp("l2"))?,
+        })
     }
 
     /// `geo`: [N, 3] = (lat°, lon°, day of year) → [N, out].
@@ -64,7 +85,17 @@ impl GeoEmbedding {
         let lat = (geo.narrow(1, 0, 1)? * deg)?;
         let lon = (geo.narrow(1, 1, 1)? * deg)?;
         let doy = (geo.narrow(1, 2, 1)? * (2.0 * std::f64::consts::PI / 365.25))?;
-        let f = Tensor::cat(&[lat.sin()?, lat.cos()?, lon.sin()?, lon.cos()?, doy.sin()?, doy.cos()?], 1)?;
+        let f = Tensor::cat(
+            &[
+                lat.sin()?,
+                lat.cos()?,
+                lon.sin()?,
+                lon.cos()?,
+                doy.sin()?,
+                doy.cos()?,
+            ],
+            1,
+        )?;
         self.l2.forward(&self.l1.forward(&f)?.silu()?)
     }
 }
@@ -83,8 +114,18 @@ pub struct ResBlock {
 
 impl ResBlock {
     /// `cin` → `cout` channels, time embedding width `tdim`, `groups` GroupNorm groups.
-    pub fn new(vb: VarBuilder, cin: usize, cout: usize, tdim: usize, groups: usize) -> Result<Self> {
-        let skip = if cin == cout { None } else { Some(conv2d(cin, cout, 1, Default::default(), vb.pp("skip"))?) };
+    pub fn new(
+        vb: VarBuilder,
+        cin: usize,
+        cout: usize,
+        tdim: usize,
+        groups: usize,
+    ) -> Result<Self> {
+        let skip = if cin == cout {
+            None
+        } else {
+            Some(conv2d(cin, cout, 1, Default::default(), vb.pp("skip"))?)
+        };
         Ok(Self {
             norm1: group_norm(groups, cin, 1e-5, vb.pp("norm1"))?,
             conv1: conv3(cin, cout, vb.pp("conv1"))?,
@@ -98,7 +139,11 @@ impl ResBlock {
     /// `x`: [N, cin, H, W], `emb`: [N, tdim] → [N, cout, H, W].
     pub fn forward(&self, x: &Tensor, emb: &Tensor) -> Result<Tensor> {
         let h = self.conv1.forward(&self.norm1.forward(x)?.silu()?)?;
-        let t = self.temb.forward(&emb.silu()?)?.unsqueeze(2)?.unsqueeze(3)?;
+        let t = self
+            .temb
+            .forward(&emb.silu()?)?
+            .unsqueeze(2)?
+            .unsqueeze(3)?;
         let h = h.broadcast_add(&t)?;
         let h = self.conv2.forward(&self.norm2.forward(&h)?.silu()?)?;
         match &self.skip {
@@ -131,7 +176,12 @@ impl Attention {
     /// softmax(QKᵀ/√C)·V with a residual connection; `x`: [N, C, H, W].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
-        let seq = self.norm.forward(x)?.flatten_from(2)?.transpose(1, 2)?.contiguous()?; // [N, HW, C]
+        let seq = self
+            .norm
+            .forward(x)?
+            .flatten_from(2)?
+            .transpose(1, 2)?
+            .contiguous()?; // [N, HW, C]
         let qkv = self.qkv.forward(&seq)?;
         let q = qkv.narrow(D::Minus1, 0, c)?.contiguous()?;
         let k = qkv.narrow(D::Minus1, c, c)?.contiguous()?;
@@ -154,7 +204,9 @@ pub struct Downsample {
 impl Downsample {
     /// `channels` in and out.
     pub fn new(vb: VarBuilder, channels: usize) -> Result<Self> {
-        Ok(Self { conv: conv3(channels, channels, vb.pp("conv"))? })
+        Ok(Self {
+            conv: conv3(channels, channels, vb.pp("conv"))?,
+        })
     }
 
     /// [N, C, H, W] → [N, C, H/2, W/2].
@@ -172,7 +224,9 @@ pub struct Upsample {
 impl Upsample {
     /// `channels` in and out.
     pub fn new(vb: VarBuilder, channels: usize) -> Result<Self> {
-        Ok(Self { conv: conv3(channels, channels, vb.pp("conv"))? })
+        Ok(Self {
+            conv: conv3(channels, channels, vb.pp("conv"))?,
+        })
     }
 
     /// [N, C, H, W] → [N, C, 2H, 2W].

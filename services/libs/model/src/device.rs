@@ -75,7 +75,10 @@ mod tests {
     fn parses_device_strings() {
         assert_eq!("auto".parse::<DeviceSpec>().ok(), Some(DeviceSpec::Auto));
         assert_eq!("CPU".parse::<DeviceSpec>().ok(), Some(DeviceSpec::Cpu));
-        assert_eq!("cuda:1".parse::<DeviceSpec>().ok(), Some(DeviceSpec::Cuda(1)));
+        assert_eq!(
+            "cuda:1".parse::<DeviceSpec>().ok(),
+            Some(DeviceSpec::Cuda(1))
+        );
         assert_eq!("cuda".parse::<DeviceSpec>().ok(), Some(DeviceSpec::Cuda(0)));
         assert!("gpu".parse::<DeviceSpec>().is_err());
         assert!("cuda:x".parse::<DeviceSpec>().is_err());

@@ -1,1 +1,49 @@
-//! model
+//! Conditional diffusion models that fill gaps in Earth-observation rasters (candle).
+//!
+//! - [`schedule`]: β schedules and the forward process q(x_t | x_0) (DDPM, Ho et al. 2020);
+//! - [`unet`], [`blocks`]: the conditional UNet ε_θ(x_t, t, [observed, mask, context]);
+//! - [`train()`]: self-supervised training on a scene's own observed pixels with synthetic gaps
+//!   ([`gaps`]), per-band normalisation ([`normalise`]), checkpoints as one safetensors file;
+//! - [`FillModel`]: DDPM / DDIM (Song et al. 2021) sampling with known pixels re-imposed,
+//!   ensembles with per-(tile, date, member) seeds ([`tile_seed`]), batched over tiles;
+//! - [`DeviceSpec`]: `auto|cpu|cuda:N` (CUDA with the `cuda` feature).
+//!
+//! No I/O and no async runtime: callers pass arrays and bytes.
+
+pub mod blocks;
+mod checkpoint;
+mod dataset;
+mod device;
+mod error;
+mod fill;
+pub mod gaps;
+mod layout;
+pub mod normalise;
+mod optim;
+mod sampler;
+pub mod schedule;
+mod seed;
+mod train;
+pub mod unet;
+
+pub use candle_core::Device;
+pub use checkpoint::{ModelMeta, TrainingHistory, FORMAT as CHECKPOINT_FORMAT};
+pub use device::DeviceSpec;
+pub use error::ModelError;
+pub use fill::{FillModel, TileInput, TileOutput};
+pub use layout::{nearest_dates, Layout};
+pub use normalise::Normalisation;
+pub use sampler::{ddim_coefs, timesteps, SampleOptions, Sampler};
+pub use schedule::{BetaSchedule, NoiseSchedule, ScheduleConfig};
+pub use seed::{mix, splitmix64, tile_seed};
+pub use train::{train, TrainConfig, TrainProgress};
+pub use unet::{UNet, UNetConfig};
+
+/// A scene: `[band, y, x]` or `[time, band, y, x]` float32 values, row-major, NaN = missing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SceneArray {
+    /// `[band, y, x]` or `[time, band, y, x]`.
+    pub shape: Vec<usize>,
+    /// Row-major values, NaN = missing.
+    pub values: Vec<f32>,
+}

@@ -40,7 +40,10 @@ impl Default for ScheduleConfig {
     /// T = 1000 with the cosine schedule, which keeps more signal at mid-range t than the linear
     /// one and suits small images (Nichol & Dhariwal 2021 §3.2).
     fn default() -> Self {
-        Self { timesteps: 1000, beta: BetaSchedule::Cosine { s: 0.008 } }
+        Self {
+            timesteps: 1000,
+            beta: BetaSchedule::Cosine { s: 0.008 },
+        }
     }
 }
 
@@ -65,21 +68,34 @@ impl NoiseSchedule {
     pub fn new(cfg: &ScheduleConfig) -> Result<Self, ModelError> {
         let n = cfg.timesteps;
         if n < 2 {
-            return Err(ModelError::Config { field: "schedule.timesteps", reason: format!("must be at least 2, got {n}") });
+            return Err(ModelError::Config {
+                field: "schedule.timesteps",
+                reason: format!("must be at least 2, got {n}"),
+            });
         }
         let betas: Vec<f64> = match cfg.beta {
-            BetaSchedule::Linear { beta_start, beta_end } => {
+            BetaSchedule::Linear {
+                beta_start,
+                beta_end,
+            } => {
                 if !(beta_start > 0.0 && beta_end < 1.0 && beta_start <= beta_end) {
                     return Err(ModelError::Config {
                         field: "schedule.beta",
-                        reason: format!("needs 0 < beta_start <= beta_end < 1, got {beta_start}..{beta_end}"),
+                        reason: format!(
+                            "needs 0 < beta_start <= beta_end < 1, got {beta_start}..{beta_end}"
+                        ),
                     });
                 }
-                (0..n).map(|i| beta_start + (beta_end - beta_start) * i as f64 / (n - 1) as f64).collect()
+                (0..n)
+                    .map(|i| beta_start + (beta_end - beta_start) * i as f64 / (n - 1) as f64)
+                    .collect()
             }
             BetaSchedule::Cosine { s } => {
                 if !(0.0..1.0).contains(&s) {
-                    return Err(ModelError::Config { field: "schedule.beta.s", reason: format!("must be in [0, 1), got {s}") });
+                    return Err(ModelError::Config {
+                        field: "schedule.beta.s",
+                        reason: format!("must be in [0, 1), got {s}"),
+                    });
                 }
                 (0..n)
                     .map(|i| {
@@ -151,8 +167,17 @@ mod tests {
     use super::*;
 
     fn schedules() -> Vec<NoiseSchedule> {
-        let lin = ScheduleConfig { timesteps: 1000, beta: BetaSchedule::Linear { beta_start: 1e-4, beta_end: 0.02 } };
-        vec![NoiseSchedule::new(&lin).expect("linear"), NoiseSchedule::new(&ScheduleConfig::default()).expect("cosine")]
+        let lin = ScheduleConfig {
+            timesteps: 1000,
+            beta: BetaSchedule::Linear {
+                beta_start: 1e-4,
+                beta_end: 0.02,
+            },
+        };
+        vec![
+            NoiseSchedule::new(&lin).expect("linear"),
+            NoiseSchedule::new(&ScheduleConfig::default()).expect("cosine"),
+        ]
     }
 
     #[test]
@@ -160,7 +185,10 @@ mod tests {
         for s in schedules() {
             assert!(s.alpha_bar(Some(0)) < 1.0 && s.alpha_bar(Some(0)) > 0.99);
             for t in 1..s.len() {
-                assert!(s.alpha_bar(Some(t)) < s.alpha_bar(Some(t - 1)), "not decreasing at {t}");
+                assert!(
+                    s.alpha_bar(Some(t)) < s.alpha_bar(Some(t - 1)),
+                    "not decreasing at {t}"
+                );
                 assert!(s.beta(t) > 0.0 && s.beta(t) < 1.0);
             }
             assert!(s.alpha_bar(Some(s.len() - 1)) < 1e-4);
@@ -170,7 +198,9 @@ mod tests {
     #[test]
     fn linear_alpha_bar_matches_product() {
         let s = &schedules()[0];
-        let prod: f64 = (0..500).map(|i| 1.0 - (1e-4 + (0.02 - 1e-4) * i as f64 / 999.0)).product();
+        let prod: f64 = (0..500)
+            .map(|i| 1.0 - (1e-4 + (0.02 - 1e-4) * i as f64 / 999.0))
+            .product();
         assert!((s.alpha_bar(Some(499)) - prod).abs() < 1e-12);
     }
 
@@ -182,7 +212,10 @@ mod tests {
         for t in [0usize, 1, 10, 100, 250, 500, 750, 900, 990] {
             let closed = cosine_f((t + 1) as f64, 1000, 0.008) / f0;
             let got = s.alpha_bar(Some(t));
-            assert!((got - closed).abs() < 1e-9 * closed.max(1e-3), "t={t}: {got} vs {closed}");
+            assert!(
+                (got - closed).abs() < 1e-9 * closed.max(1e-3),
+                "t={t}: {got} vs {closed}"
+            );
         }
         // The integer-division bug of borrowed code would give β≈0 here; ours is clearly positive.
         assert!(s.beta(500) > 1e-3);
@@ -206,8 +239,14 @@ mod tests {
             let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
             let ab = s.alpha_bar(Some(t));
             let tol_mean = 5.0 * ((1.0 - ab) / n as f64).sqrt() + 1e-12;
-            assert!((mean - ab.sqrt() * x0).abs() < tol_mean, "t={t} mean {mean}");
-            assert!((var - (1.0 - ab)).abs() < 0.02 * (1.0 - ab) + 1e-9, "t={t} var {var}");
+            assert!(
+                (mean - ab.sqrt() * x0).abs() < tol_mean,
+                "t={t} mean {mean}"
+            );
+            assert!(
+                (var - (1.0 - ab)).abs() < 0.02 * (1.0 - ab) + 1e-9,
+                "t={t} var {var}"
+            );
         }
     }
 
@@ -258,15 +297,28 @@ mod tests {
         let resid = vy - slope * cov;
         let (c0, ct, var) = s.posterior(t);
         assert!((slope - ct).abs() < 0.01, "slope {slope} vs {ct}");
-        assert!((intercept - c0 * x0).abs() < 0.01, "intercept {intercept} vs {}", c0 * x0);
+        assert!(
+            (intercept - c0 * x0).abs() < 0.01,
+            "intercept {intercept} vs {}",
+            c0 * x0
+        );
         assert!((resid - var).abs() < 0.03 * var, "var {resid} vs {var}");
     }
 
     #[test]
     fn rejects_bad_configs() {
-        let bad = ScheduleConfig { timesteps: 1, beta: BetaSchedule::Cosine { s: 0.008 } };
+        let bad = ScheduleConfig {
+            timesteps: 1,
+            beta: BetaSchedule::Cosine { s: 0.008 },
+        };
         assert!(NoiseSchedule::new(&bad).is_err());
-        let bad = ScheduleConfig { timesteps: 10, beta: BetaSchedule::Linear { beta_start: 0.5, beta_end: 0.1 } };
+        let bad = ScheduleConfig {
+            timesteps: 10,
+            beta: BetaSchedule::Linear {
+                beta_start: 0.5,
+                beta_end: 0.1,
+            },
+        };
         assert!(NoiseSchedule::new(&bad).is_err());
     }
 }

@@ -1,11 +1,14 @@
 //! Conditional UNet ε_θ(x_t, t, cond) for Palette-style inpainting (Saharia et al. 2022): the input
 //! is [x_t, observed values (0 in gaps), mask, context channels] stacked on the channel axis.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{Module, Tensor};
+type Result<T> = candle_core::Result<T>;
 use candle_nn::{group_norm, Conv2d, GroupNorm, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::blocks::{conv3, Attention, Downsample, GeoEmbedding, ResBlock, TimeEmbedding, Upsample};
+use crate::blocks::{
+    conv3, Attention, Downsample, GeoEmbedding, ResBlock, TimeEmbedding, Upsample,
+};
 use crate::ModelError;
 
 /// Sizes of the UNet. `data_channels` and `cond_channels` are set by [`crate::train`] from the scene.
@@ -52,23 +55,39 @@ impl UNetConfig {
     ///
     /// # Errors
     /// [`ModelError::Config`] naming the field at fault.
-    pub fn validate(&self) -> Result<(), ModelError> {
+    pub fn validate(&self) -> std::result::Result<(), ModelError> {
         let bad = |field, reason: String| Err(ModelError::Config { field, reason });
         if self.data_channels == 0 {
             return bad("unet.data_channels", "must be positive".into());
         }
         if self.channel_mults.is_empty() || self.channel_mults.contains(&0) {
-            return bad("unet.channel_mults", format!("must be non-empty and positive, got {:?}", self.channel_mults));
+            return bad(
+                "unet.channel_mults",
+                format!(
+                    "must be non-empty and positive, got {:?}",
+                    self.channel_mults
+                ),
+            );
         }
         if self.res_blocks == 0 {
             return bad("unet.res_blocks", "must be at least 1".into());
         }
         if self.groups == 0 || self.base_channels == 0 {
-            return bad("unet.groups", "groups and base_channels must be positive".into());
+            return bad(
+                "unet.groups",
+                "groups and base_channels must be positive".into(),
+            );
         }
         for m in &self.channel_mults {
             if (m * self.base_channels) % self.groups != 0 {
-                return bad("unet.groups", format!("{} does not divide width {}", self.groups, m * self.base_channels));
+                return bad(
+                    "unet.groups",
+                    format!(
+                        "{} does not divide width {}",
+                        self.groups,
+                        m * self.base_channels
+                    ),
+                );
             }
         }
         Ok(())
@@ -119,9 +138,12 @@ impl UNet {
     /// # Errors
     /// [`ModelError::Config`] for a bad config, [`ModelError::Tensor`] when `vb` lacks a variable
     /// or has it with the wrong shape (loading a checkpoint).
-    pub fn new(vb: VarBuilder, cfg: &UNetConfig) -> Result<Self, ModelError> {
+    pub fn new(vb: VarBuilder, cfg: &UNetConfig) -> std::result::Result<Self, ModelError> {
         cfg.validate()?;
-        Self::build(vb, cfg).map_err(|source| ModelError::Tensor { context: "building the UNet", source })
+        Self::build(vb, cfg).map_err(|source| ModelError::Tensor {
+            context: "building the UNet",
+            source,
+        })
     }
 
     fn build(vb: VarBuilder, cfg: &UNetConfig) -> Result<Self> {
@@ -129,7 +151,11 @@ impl UNet {
         let widths: Vec<usize> = cfg.channel_mults.iter().map(|m| m * b).collect();
         let last = widths.len() - 1;
         let time = TimeEmbedding::new(vb.pp("time"), b, tdim)?;
-        let geo = if cfg.geo_prior { Some(GeoEmbedding::new(vb.pp("geo"), tdim)?) } else { None };
+        let geo = if cfg.geo_prior {
+            Some(GeoEmbedding::new(vb.pp("geo"), tdim)?)
+        } else {
+            None
+        };
         let conv_in = conv3(cfg.data_channels + cfg.cond_channels, b, vb.pp("conv_in"))?;
         let mut down = Vec::new();
         let mut ch = b;
@@ -140,11 +166,22 @@ impl UNet {
                 blocks.push(ResBlock::new(vbl.pp(format!("res.{r}")), ch, w, tdim, g)?);
                 ch = w;
             }
-            let down_s = if i < last { Some(Downsample::new(vbl.pp("down"), w)?) } else { None };
-            down.push(Level { blocks, down: down_s });
+            let down_s = if i < last {
+                Some(Downsample::new(vbl.pp("down"), w)?)
+            } else {
+                None
+            };
+            down.push(Level {
+                blocks,
+                down: down_s,
+            });
         }
         let mid1 = ResBlock::new(vb.pp("mid.res1"), ch, ch, tdim, g)?;
-        let mid_attn = if cfg.attention { Some(Attention::new(vb.pp("mid.attn"), ch, g)?) } else { None };
+        let mid_attn = if cfg.attention {
+            Some(Attention::new(vb.pp("mid.attn"), ch, g)?)
+        } else {
+            None
+        };
         let mid2 = ResBlock::new(vb.pp("mid.res2"), ch, ch, tdim, g)?;
         let mut up = Vec::new();
         for (i, &w) in widths.iter().enumerate().rev() {
@@ -152,10 +189,20 @@ impl UNet {
             let mut blocks = Vec::new();
             for r in 0..cfg.res_blocks {
                 // Each block takes the matching down block's output as a skip connection.
-                blocks.push(ResBlock::new(vbl.pp(format!("res.{r}")), ch + w, w, tdim, g)?);
+                blocks.push(ResBlock::new(
+                    vbl.pp(format!("res.{r}")),
+                    ch + w,
+                    w,
+                    tdim,
+                    g,
+                )?);
                 ch = w;
             }
-            let up_s = if i > 0 { Some(Upsample::new(vbl.pp("up"), w)?) } else { None };
+            let up_s = if i > 0 {
+                Some(Upsample::new(vbl.pp("up"), w)?)
+            } else {
+                None
+            };
             up.push(UpLevel { blocks, up: up_s });
         }
         Ok(Self {
@@ -181,7 +228,13 @@ impl UNet {
     /// Predict ε. `x_t`: [N, data, H, W]; `cond`: [N, cond, H, W]; `t`: [N] (u32 step indices);
     /// `geo`: [N, 3] (lat°, lon°, day of year), used only when the config has `geo_prior`.
     /// H and W must be multiples of [`UNetConfig::size_multiple`].
-    pub fn forward(&self, x_t: &Tensor, cond: &Tensor, t: &Tensor, geo: Option<&Tensor>) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        x_t: &Tensor,
+        cond: &Tensor,
+        t: &Tensor,
+        geo: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let mut emb = self.time.forward(t)?;
         if let (Some(g), Some(geo)) = (&self.geo, geo) {
             emb = (emb + g.forward(geo)?)?;
@@ -204,7 +257,9 @@ impl UNet {
         h = self.mid2.forward(&h, &emb)?;
         for level in &self.up {
             for block in &level.blocks {
-                let skip = skips.pop().ok_or_else(|| candle_core::Error::Msg("UNet skip stack empty".into()))?;
+                let skip = skips
+                    .pop()
+                    .ok_or_else(|| candle_core::Error::Msg("UNet skip stack empty".into()))?;
                 h = block.forward(&Tensor::cat(&[&h, &skip], 1)?, &emb)?;
             }
             if let Some(u) = &level.up {
@@ -225,13 +280,24 @@ mod tests {
     #[test]
     fn forward_keeps_shape_and_geo_changes_output() -> anyhow::Result<()> {
         let dev = Device::Cpu;
-        let cfg = UNetConfig { data_channels: 2, cond_channels: 5, base_channels: 8, channel_mults: vec![1, 2], groups: 4, geo_prior: true, ..Default::default() };
+        let cfg = UNetConfig {
+            data_channels: 2,
+            cond_channels: 5,
+            base_channels: 8,
+            channel_mults: vec![1, 2],
+            groups: 4,
+            geo_prior: true,
+            ..Default::default()
+        };
         let vm = VarMap::new();
         let net = UNet::new(VarBuilder::from_varmap(&vm, DType::F32, &dev), &cfg)?;
         let x = Tensor::randn(0f32, 1.0, (3, 2, 16, 8), &dev)?;
         let c = Tensor::randn(0f32, 1.0, (3, 5, 16, 8), &dev)?;
         let t = Tensor::new(&[0u32, 500, 999], &dev)?;
-        let geo = Tensor::new(&[[50f32, 4.0, 180.0], [0.0, 0.0, 1.0], [-30.0, 120.0, 90.0]], &dev)?;
+        let geo = Tensor::new(
+            &[[50f32, 4.0, 180.0], [0.0, 0.0, 1.0], [-30.0, 120.0, 90.0]],
+            &dev,
+        )?;
         let y = net.forward(&x, &c, &t, Some(&geo))?;
         assert_eq!(y.dims(), &[3, 2, 16, 8]);
         let y0 = net.forward(&x, &c, &t, None)?;
@@ -242,7 +308,17 @@ mod tests {
 
     #[test]
     fn rejects_groups_that_do_not_divide() {
-        let cfg = UNetConfig { base_channels: 12, groups: 8, ..Default::default() };
-        assert!(matches!(cfg.validate(), Err(ModelError::Config { field: "unet.groups", .. })));
+        let cfg = UNetConfig {
+            base_channels: 12,
+            groups: 8,
+            ..Default::default()
+        };
+        assert!(matches!(
+            cfg.validate(),
+            Err(ModelError::Config {
+                field: "unet.groups",
+                ..
+            })
+        ));
     }
 }

@@ -36,11 +36,17 @@ pub struct Report {
 /// true (`None`: every pixel).
 pub fn score(pred: &[f32], truth: &[f32], select: Option<&[bool]>, h: usize, w: usize) -> Report {
     let plane = h * w;
-    let planes = if plane == 0 { 0 } else { truth.len() / plane };
+    let planes = truth.len().checked_div(plane).unwrap_or(0);
     let bands: Vec<Scores> = (0..planes)
         .map(|b| {
             let r = b * plane..(b + 1) * plane;
-            band(&pred[r.clone()], &truth[r.clone()], select.map(|s| &s[r]), h, w)
+            band(
+                &pred[r.clone()],
+                &truth[r.clone()],
+                select.map(|s| &s[r]),
+                h,
+                w,
+            )
         })
         .collect();
     let pixels: u64 = bands.iter().map(|s| s.pixels).sum();
@@ -50,7 +56,11 @@ pub fn score(pred: &[f32], truth: &[f32], select: Option<&[bool]>, h: usize, w: 
             .map(|s| s.pixels as f64 * if sq { f(s).powi(2) } else { f(s) })
             .sum();
         let mean = total / pixels.max(1) as f64;
-        if sq { mean.sqrt() } else { mean }
+        if sq {
+            mean.sqrt()
+        } else {
+            mean
+        }
     };
     let mean = |f: fn(&Scores) -> f64| {
         let v: Vec<f64> = bands.iter().filter(|s| s.pixels > 0).map(f).collect();
@@ -69,11 +79,19 @@ pub fn score(pred: &[f32], truth: &[f32], select: Option<&[bool]>, h: usize, w: 
 }
 
 fn band(pred: &[f32], truth: &[f32], select: Option<&[bool]>, h: usize, w: usize) -> Scores {
-    let finite: Vec<f64> = truth.iter().filter(|v| v.is_finite()).map(|&v| f64::from(v)).collect();
+    let finite: Vec<f64> = truth
+        .iter()
+        .filter(|v| v.is_finite())
+        .map(|&v| f64::from(v))
+        .collect();
     let n = finite.len().max(1) as f64;
     let mean = finite.iter().sum::<f64>() / n;
     let std = (finite.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
-    let (lo, hi) = finite.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    let (lo, hi) = finite
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
     let range = if hi > lo { hi - lo } else { 1.0 };
     let chosen = |i: usize| select.is_none_or(|s| s[i]) && truth[i].is_finite();
     let (mut se, mut ae, mut count, mut unfilled) = (0.0, 0.0, 0u64, 0u64);
@@ -92,14 +110,21 @@ fn band(pred: &[f32], truth: &[f32], select: Option<&[bool]>, h: usize, w: usize
     }
     let rmse = (se / count.max(1) as f64).sqrt();
     let ssim_map = ssim_map(pred, truth, h, w, mean, range);
-    let ssim_sum: f64 = (0..truth.len()).filter(|&i| chosen(i) && pred[i].is_finite()).map(|i| ssim_map[i]).sum();
+    let ssim_sum: f64 = (0..truth.len())
+        .filter(|&i| chosen(i) && pred[i].is_finite())
+        .map(|i| ssim_map[i])
+        .sum();
     Scores {
         pixels: count,
         unfilled,
         rmse,
         nrmse: rmse / if std > 0.0 { std } else { 1.0 },
         mae: ae / count.max(1) as f64,
-        psnr: if rmse > 0.0 { 20.0 * (range / rmse).log10() } else { f64::INFINITY },
+        psnr: if rmse > 0.0 {
+            20.0 * (range / rmse).log10()
+        } else {
+            f64::INFINITY
+        },
         ssim: ssim_sum / count.max(1) as f64,
     }
 }
@@ -107,9 +132,15 @@ fn band(pred: &[f32], truth: &[f32], select: Option<&[bool]>, h: usize, w: usize
 /// SSIM map with a 7×7 uniform window (reflect at borders); NaNs are replaced by the truth
 /// (prediction) or the truth's mean (truth), as gapbench does.
 fn ssim_map(pred: &[f32], truth: &[f32], h: usize, w: usize, fill: f64, range: f64) -> Vec<f64> {
-    let t: Vec<f64> = truth.iter().map(|&v| if v.is_finite() { f64::from(v) } else { fill }).collect();
-    let p: Vec<f64> =
-        pred.iter().zip(&t).map(|(&v, &tv)| if v.is_finite() { f64::from(v) } else { tv }).collect();
+    let t: Vec<f64> = truth
+        .iter()
+        .map(|&v| if v.is_finite() { f64::from(v) } else { fill })
+        .collect();
+    let p: Vec<f64> = pred
+        .iter()
+        .zip(&t)
+        .map(|(&v, &tv)| if v.is_finite() { f64::from(v) } else { tv })
+        .collect();
     let (c1, c2) = ((0.01 * range).powi(2), (0.03 * range).powi(2));
     let win = 7usize;
     let r = (win / 2) as isize;

@@ -47,24 +47,38 @@ fn load_with_env<T: DeserializeOwned>(
     let origin = file.map_or_else(|| "defaults".to_owned(), |p| p.display().to_string());
     let mut table = match file {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|source| ConfigError::Read { path: origin.clone(), source })?;
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: origin.clone(),
+                source,
+            })?;
             text.parse::<toml::Table>()
-                .map_err(|e| ConfigError::Invalid { origin: origin.clone(), message: e.to_string() })?
+                .map_err(|e| ConfigError::Invalid {
+                    origin: origin.clone(),
+                    message: e.to_string(),
+                })?
         }
         None => toml::Table::new(),
     };
     let mut overridden = false;
     for (key, value) in env {
-        let Some(path) = key.strip_prefix(ENV_PREFIX) else { continue };
+        let Some(path) = key.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
         let parts: Vec<String> = path.split("__").map(str::to_lowercase).collect();
         set_path(&mut table, &parts, parse_scalar(&value));
         overridden = true;
     }
-    let origin = if overridden { format!("{origin} + environment") } else { origin };
+    let origin = if overridden {
+        format!("{origin} + environment")
+    } else {
+        origin
+    };
     toml::Value::Table(table)
         .try_into()
-        .map_err(|e: toml::de::Error| ConfigError::Invalid { origin, message: e.to_string() })
+        .map_err(|e: toml::de::Error| ConfigError::Invalid {
+            origin,
+            message: e.to_string(),
+        })
 }
 
 fn parse_scalar(raw: &str) -> toml::Value {
@@ -82,8 +96,9 @@ fn set_path(table: &mut toml::Table, parts: &[String], value: toml::Value) {
             table.insert(last.clone(), value);
         }
         [first, rest @ ..] => {
-            let entry =
-                table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             if !entry.is_table() {
                 *entry = toml::Value::Table(toml::Table::new());
             }
@@ -119,11 +134,20 @@ mod tests {
         std::fs::write(&file, "[worker]\nbatch = 2\ndevice = \"cpu\"\n")?;
         let env = vec![("TERRAFILL__WORKER__BATCH".to_owned(), "8".to_owned())];
         let cfg: Cfg = load_with_env(Some(&file), env.into_iter())?;
-        assert_eq!(cfg.worker, Worker { batch: 8, device: "cpu".into() });
+        assert_eq!(
+            cfg.worker,
+            Worker {
+                batch: 8,
+                device: "cpu".into()
+            }
+        );
 
         std::fs::write(&file, "[worker]\nbatchh = 2\n")?;
         let err = load_with_env::<Cfg>(Some(&file), std::iter::empty()).err();
-        assert!(err.map(|e| e.to_string()).unwrap_or_default().contains("batchh"));
+        assert!(err
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+            .contains("batchh"));
         Ok(())
     }
 }

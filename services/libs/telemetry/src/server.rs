@@ -63,10 +63,14 @@ pub async fn serve_metrics(
 ) -> Result<SocketAddr, ServerError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| ServerError::Bind { addr: addr.to_owned(), source })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| ServerError::Bind { addr: addr.to_owned(), source })?;
+        .map_err(|source| ServerError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: addr.to_owned(),
+        source,
+    })?;
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
@@ -87,7 +91,11 @@ pub async fn serve_metrics(
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let mut body = Vec::new();
     match TextEncoder::new().encode(&state.registry.gather(), &mut body) {
-        Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body),
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+            body,
+        ),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             [(header::CONTENT_TYPE, "text/plain")],

@@ -17,8 +17,17 @@ impl Axis {
     pub(crate) fn new(len: u64, tile: u64, overlap: u64) -> Self {
         let size = tile.min(len);
         let stride = tile - overlap;
-        let count = if len <= tile { 1 } else { (len - tile).div_ceil(stride) + 1 };
-        Self { len, size, stride, count }
+        let count = if len <= tile {
+            1
+        } else {
+            (len - tile).div_ceil(stride) + 1
+        };
+        Self {
+            len,
+            size,
+            stride,
+            count,
+        }
     }
 
     pub(crate) fn count(&self) -> u64 {
@@ -120,8 +129,9 @@ mod tests {
         let a = Axis::new(300, 64, 16);
         for lo in 0..300 {
             for hi in [lo + 1, (lo + 37).min(300)] {
-                let expect: Vec<u64> =
-                    (0..a.count()).filter(|&i| a.start(i) < hi && a.end(i) > lo).collect();
+                let expect: Vec<u64> = (0..a.count())
+                    .filter(|&i| a.start(i) < hi && a.end(i) > lo)
+                    .collect();
                 assert_eq!(a.covering(lo, hi).collect::<Vec<_>>(), expect, "{lo}..{hi}");
             }
         }

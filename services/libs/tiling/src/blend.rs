@@ -9,7 +9,9 @@ use crate::window::Window;
 pub enum BlendError {
     /// Contributions must arrive in ascending tile index so that float sums never depend on
     /// the order in which tiles finished.
-    #[error("tile {got} added after tile {previous}: contributions must come in ascending tile index")]
+    #[error(
+        "tile {got} added after tile {previous}: contributions must come in ascending tile index"
+    )]
     OutOfOrder {
         /// The tile added before.
         previous: u64,
@@ -50,7 +52,13 @@ impl Blender {
     /// An empty accumulator for `window` with `lead` leading planes.
     pub fn new(window: Window, lead: usize) -> Self {
         let n = lead * window.area() as usize;
-        Self { window, lead, sum: vec![0.0; n], weight: vec![0.0; n], previous: None }
+        Self {
+            window,
+            lead,
+            sum: vec![0.0; n],
+            weight: vec![0.0; n],
+            previous: None,
+        }
     }
 
     /// Adds one tile's output, weighted by the grid's blend weights.
@@ -59,7 +67,10 @@ impl Blender {
     /// [`BlendError`] when tiles come out of index order or `values` has the wrong length.
     pub fn add(&mut self, grid: &TileGrid, tile: &Tile, values: &[f32]) -> Result<(), BlendError> {
         if let Some(previous) = self.previous.filter(|&p| p >= tile.index) {
-            return Err(BlendError::OutOfOrder { previous, got: tile.index });
+            return Err(BlendError::OutOfOrder {
+                previous,
+                got: tile.index,
+            });
         }
         let tw = tile.window;
         let expected = self.lead * tw.area() as usize;
@@ -73,7 +84,9 @@ impl Blender {
             });
         }
         self.previous = Some(tile.index);
-        let Some(common) = tw.intersect(&self.window) else { return Ok(()) };
+        let Some(common) = tw.intersect(&self.window) else {
+            return Ok(());
+        };
         let weights = grid.blend_weights(tile);
         let (tile_plane, out_plane) = (tw.area() as usize, self.window.area() as usize);
         for y in common.y0..common.y1() {

@@ -14,12 +14,20 @@ pub struct ChunkGrid {
 impl ChunkGrid {
     /// A chunk grid; zero chunk sizes are raised to 1.
     pub fn new(height: u64, width: u64, chunk_h: u64, chunk_w: u64) -> Self {
-        Self { height, width, chunk_h: chunk_h.max(1), chunk_w: chunk_w.max(1) }
+        Self {
+            height,
+            width,
+            chunk_h: chunk_h.max(1),
+            chunk_w: chunk_w.max(1),
+        }
     }
 
     /// Chunk rows and columns.
     pub fn shape(&self) -> (u64, u64) {
-        (self.height.div_ceil(self.chunk_h), self.width.div_ceil(self.chunk_w))
+        (
+            self.height.div_ceil(self.chunk_h),
+            self.width.div_ceil(self.chunk_w),
+        )
     }
 
     /// Number of chunks.
@@ -53,7 +61,12 @@ impl ChunkGrid {
     pub fn window(&self, row: u64, col: u64) -> Window {
         let y0 = row * self.chunk_h;
         let x0 = col * self.chunk_w;
-        Window::new(y0, x0, self.chunk_h.min(self.height - y0), self.chunk_w.min(self.width - x0))
+        Window::new(
+            y0,
+            x0,
+            self.chunk_h.min(self.height - y0),
+            self.chunk_w.min(self.width - x0),
+        )
     }
 
     /// Indices of the chunks that share a pixel with `window`, ascending.
@@ -63,7 +76,8 @@ impl ChunkGrid {
         }
         let rows = window.y0 / self.chunk_h..window.y1().div_ceil(self.chunk_h);
         let cols = window.x0 / self.chunk_w..window.x1().div_ceil(self.chunk_w);
-        rows.flat_map(|r| cols.clone().map(move |c| self.index(r, c))).collect()
+        rows.flat_map(|r| cols.clone().map(move |c| self.index(r, c)))
+            .collect()
     }
 }
 
@@ -78,6 +92,9 @@ mod tests {
         assert_eq!(g.window(2, 2), Window::new(256, 256, 44, 1));
         let all = g.chunks_touching(&Window::new(0, 0, 300, 257));
         assert_eq!(all, (0..9).collect::<Vec<_>>());
-        assert_eq!(g.chunks_touching(&Window::new(120, 120, 10, 10)), vec![0, 1, 3, 4]);
+        assert_eq!(
+            g.chunks_touching(&Window::new(120, 120, 10, 10)),
+            vec![0, 1, 3, 4]
+        );
     }
 }

@@ -144,7 +144,12 @@ impl TileGrid {
             self.rows.size(),
             self.cols.size(),
         );
-        Tile { index: row * self.cols.count() + col, row, col, window }
+        Tile {
+            index: row * self.cols.count() + col,
+            row,
+            col,
+            window,
+        }
     }
 
     /// The tile with the given row-major index.
@@ -153,7 +158,10 @@ impl TileGrid {
     /// [`GridError::TileOutOfRange`] past the end of the grid.
     pub fn tile(&self, index: u64) -> Result<Tile, GridError> {
         if index >= self.len() {
-            return Err(GridError::TileOutOfRange { index, len: self.len() });
+            return Err(GridError::TileOutOfRange {
+                index,
+                len: self.len(),
+            });
         }
         Ok(self.tile_at(index / self.cols.count(), index % self.cols.count()))
     }
@@ -178,14 +186,17 @@ impl TileGrid {
     pub fn tiles_touching(&self, window: &Window) -> Vec<u64> {
         let rows = self.rows.covering(window.y0, window.y1());
         let cols = self.cols.covering(window.x0, window.x1());
-        rows.flat_map(|r| cols.clone().map(move |c| r * self.cols.count() + c)).collect()
+        rows.flat_map(|r| cols.clone().map(move |c| r * self.cols.count() + c))
+            .collect()
     }
 
     /// Separable blend weights of a tile, row-major over its window (f64, strictly positive).
     pub fn blend_weights(&self, tile: &Tile) -> Vec<f64> {
         let wy = self.rows.weights(tile.row);
         let wx = self.cols.weights(tile.col);
-        wy.iter().flat_map(|a| wx.iter().map(move |b| a * b)).collect()
+        wy.iter()
+            .flat_map(|a| wx.iter().map(move |b| a * b))
+            .collect()
     }
 
     /// The overlapping neighbours of a tile in earlier phases, ascending: a stochastic fill of the
@@ -209,9 +220,18 @@ mod tests {
     fn rejects_bad_parameters() {
         assert_eq!(
             TileGrid::new(10, 10, 16, 16),
-            Err(GridError::OverlapTooLarge { tile: 16, overlap: 16 })
+            Err(GridError::OverlapTooLarge {
+                tile: 16,
+                overlap: 16
+            })
         );
-        assert_eq!(TileGrid::new(0, 10, 16, 4), Err(GridError::EmptyScene { height: 0, width: 10 }));
+        assert_eq!(
+            TileGrid::new(0, 10, 16, 4),
+            Err(GridError::EmptyScene {
+                height: 0,
+                width: 10
+            })
+        );
         assert_eq!(TileGrid::new(10, 10, 0, 0), Err(GridError::ZeroTile));
     }
 

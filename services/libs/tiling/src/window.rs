@@ -20,7 +20,12 @@ pub struct Window {
 impl Window {
     /// A window from its origin and size.
     pub const fn new(y0: u64, x0: u64, height: u64, width: u64) -> Self {
-        Self { y0, x0, height, width }
+        Self {
+            y0,
+            x0,
+            height,
+            width,
+        }
     }
 
     /// One past the last row.
@@ -76,6 +81,19 @@ impl Window {
     }
 }
 
+impl std::fmt::Display for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "[{}..{}, {}..{}]",
+            self.y0,
+            self.y1(),
+            self.x0,
+            self.x1()
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,15 +103,15 @@ mod tests {
         let inner = Window::new(2, 3, 2, 2);
         let outer = inner.expand(2, 5, 6);
         assert_eq!(outer, Window::new(0, 1, 5, 5));
-        let values: Vec<u64> = (0..2).flat_map(|l| {
-            (outer.y0..outer.y1()).flat_map(move |y| (outer.x0..outer.x1()).map(move |x| l * 100 + y * 10 + x))
-        }).collect();
-        assert_eq!(outer.crop(&values, 2, &inner), vec![23, 24, 33, 34, 123, 124, 133, 134]);
-    }
-}
-
-impl std::fmt::Display for Window {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "[{}..{}, {}..{}]", self.y0, self.y1(), self.x0, self.x1())
+        let values: Vec<u64> = (0..2)
+            .flat_map(|l| {
+                (outer.y0..outer.y1())
+                    .flat_map(move |y| (outer.x0..outer.x1()).map(move |x| l * 100 + y * 10 + x))
+            })
+            .collect();
+        assert_eq!(
+            outer.crop(&values, 2, &inner),
+            vec![23, 24, 33, 34, 123, 124, 133, 134]
+        );
     }
 }

@@ -82,6 +82,9 @@ fn out_of_order_contributions_are_refused() {
     let mut b = Blender::new(window, 1);
     let t1 = g.tile(1).unwrap();
     let t0 = g.tile(0).unwrap();
-    b.add(&g, &t1, &vec![1.0; t1.window.area() as usize]).unwrap();
-    assert!(b.add(&g, &t0, &vec![1.0; t0.window.area() as usize]).is_err());
+    b.add(&g, &t1, &vec![1.0; t1.window.area() as usize])
+        .unwrap();
+    assert!(b
+        .add(&g, &t0, &vec![1.0; t0.window.area() as usize])
+        .is_err());
 }

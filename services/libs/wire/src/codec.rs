@@ -80,9 +80,17 @@ pub fn decode<M: Message + Default>(
     limit: usize,
 ) -> Result<M, WireError> {
     if bytes.len() > limit {
-        return Err(WireError::Oversized { what, len: bytes.len(), limit });
+        return Err(WireError::Oversized {
+            what,
+            len: bytes.len(),
+            limit,
+        });
     }
-    M::decode(bytes).map_err(|source| WireError::Decode { what, len: bytes.len(), source })
+    M::decode(bytes).map_err(|source| WireError::Decode {
+        what,
+        len: bytes.len(),
+        source,
+    })
 }
 
 /// Little-endian bytes of a float buffer (bit-exact).
@@ -96,9 +104,15 @@ pub fn f32_to_le_bytes(values: &[f32]) -> Vec<u8> {
 /// [`WireError::RaggedFloats`] when the length is not a multiple of 4.
 pub fn f32_from_le_bytes(what: &'static str, bytes: &[u8]) -> Result<Vec<f32>, WireError> {
     if bytes.len() % 4 != 0 {
-        return Err(WireError::RaggedFloats { what, len: bytes.len() });
+        return Err(WireError::RaggedFloats {
+            what,
+            len: bytes.len(),
+        });
     }
-    Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
 }
 
 #[cfg(test)]
@@ -109,8 +123,14 @@ mod tests {
     #[test]
     fn garbage_is_a_decode_error_and_big_payloads_are_refused() {
         let garbage = [0xffu8, 0xff, 0xff, 0xff, 0x0f];
-        assert!(matches!(decode::<v1::TileTask>("TileTask", &garbage, 1024), Err(WireError::Decode { .. })));
-        assert!(matches!(decode::<v1::TileTask>("TileTask", &[0; 2048], 1024), Err(WireError::Oversized { .. })));
+        assert!(matches!(
+            decode::<v1::TileTask>("TileTask", &garbage, 1024),
+            Err(WireError::Decode { .. })
+        ));
+        assert!(matches!(
+            decode::<v1::TileTask>("TileTask", &[0; 2048], 1024),
+            Err(WireError::Oversized { .. })
+        ));
     }
 
     #[test]

@@ -15,11 +15,15 @@ impl JobId {
         let ok = !id.is_empty()
             && id.len() <= 64
             && !id.starts_with('.')
-            && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
         if ok {
             Ok(Self(id.to_owned()))
         } else {
-            Err(WireError::InvalidJobId { id: id.chars().take(80).collect() })
+            Err(WireError::InvalidJobId {
+                id: id.chars().take(80).collect(),
+            })
         }
     }
 
@@ -44,6 +48,12 @@ mod tests {
         for bad in ["", "..", "../x", "a/b", ".hidden", "a b", &"x".repeat(65)] {
             assert!(JobId::parse(bad).is_err(), "{bad:?}");
         }
-        assert_eq!(JobId::parse("eu-2026.07_a").map(|j| j.to_string()).ok().as_deref(), Some("eu-2026.07_a"));
+        assert_eq!(
+            JobId::parse("eu-2026.07_a")
+                .map(|j| j.to_string())
+                .ok()
+                .as_deref(),
+            Some("eu-2026.07_a")
+        );
     }
 }

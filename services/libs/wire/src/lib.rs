@@ -4,8 +4,8 @@
 mod codec;
 mod job_id;
 mod names;
-mod tile_set;
 pub mod staging_keys;
+mod tile_set;
 
 pub use codec::{decode, encode, f32_from_le_bytes, f32_to_le_bytes, WireError};
 pub use job_id::JobId;

@@ -10,7 +10,10 @@ pub struct TileSet {
 impl TileSet {
     /// An empty set for `len` tiles.
     pub fn new(len: u64) -> Self {
-        Self { bits: vec![0; len.div_ceil(8) as usize], len }
+        Self {
+            bits: vec![0; len.div_ceil(8) as usize],
+            len,
+        }
     }
 
     /// A set read back from its bytes; `None` when the bytes do not fit `len` tiles.
@@ -58,7 +61,10 @@ mod tests {
         }
         assert_eq!(s.count(), 4);
         let back = TileSet::from_bytes(s.as_bytes().to_vec(), 21);
-        assert_eq!(back.as_ref().map(|b| b.iter().collect::<Vec<_>>()), Some(vec![0, 7, 8, 20]));
+        assert_eq!(
+            back.as_ref().map(|b| b.iter().collect::<Vec<_>>()),
+            Some(vec![0, 7, 8, 20])
+        );
         assert!(TileSet::from_bytes(vec![0; 2], 21).is_none());
     }
 }

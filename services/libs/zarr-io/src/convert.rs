@@ -158,7 +158,9 @@ pub(crate) async fn read_f32(
         UInt32DataType => u32, UInt64DataType => u64, Int8DataType => i8, Int16DataType => i16,
         Int32DataType => i32, Int64DataType => i64, BoolDataType => bool
     );
-    Err(ArrayError::ElementError(zarrs::array::ElementError::IncompatibleElementType))
+    Err(ArrayError::ElementError(
+        zarrs::array::ElementError::IncompatibleElementType,
+    ))
 }
 
 async fn read_typed<T: Sample>(
@@ -173,7 +175,11 @@ async fn read_typed<T: Sample>(
 
 /// The raw values of type `T` that `rule` declares missing (NaN is always missing).
 fn sentinels<T: Sample>(array: &Array<ZarrStore>, rule: &MissingRule) -> Vec<T> {
-    let mut out: Vec<T> = rule.sentinels.iter().filter_map(|&s| T::from_f64(s)).collect();
+    let mut out: Vec<T> = rule
+        .sentinels
+        .iter()
+        .filter_map(|&s| T::from_f64(s))
+        .collect();
     if rule.zarr_fill {
         // A zero fill value is zarr's default, not a statement about missing data: counting it
         // would turn every legitimate zero into a gap.
@@ -189,6 +195,12 @@ fn sentinels<T: Sample>(array: &Array<ZarrStore>, rule: &MissingRule) -> Vec<T> 
 /// Convert raw values to `f32`, turning missing ones into NaN.
 fn convert<T: Sample>(raw: &[T], sentinels: &[T]) -> Vec<f32> {
     raw.iter()
-        .map(|&v| if v.is_nan() || sentinels.contains(&v) { f32::NAN } else { v.to_f32() })
+        .map(|&v| {
+            if v.is_nan() || sentinels.contains(&v) {
+                f32::NAN
+            } else {
+                v.to_f32()
+            }
+        })
         .collect()
 }

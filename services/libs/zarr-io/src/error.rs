@@ -37,7 +37,7 @@ pub enum ZarrIoError {
         url: String,
         /// The underlying error.
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
 
     /// An object store operation failed.
@@ -51,7 +51,7 @@ pub enum ZarrIoError {
         operation: &'static str,
         /// The underlying error.
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
 
     /// A single object asked for does not exist.
@@ -75,7 +75,7 @@ pub enum ZarrIoError {
         url: String,
         /// The underlying error.
         #[source]
-        source: GroupCreateError,
+        source: Box<GroupCreateError>,
     },
 
     /// The named array does not exist in the group.
@@ -96,7 +96,7 @@ pub enum ZarrIoError {
         array: String,
         /// The underlying error.
         #[source]
-        source: ArrayCreateError,
+        source: Box<ArrayCreateError>,
     },
 
     /// The array has a rank other than 2, 3 or 4.
@@ -135,7 +135,10 @@ pub enum ZarrIoError {
     },
 
     /// A window does not lie inside the scene.
-    #[error("window {} is outside array `{array}` of shape {shape:?} in `{url}`", show(window))]
+    #[error(
+        "window {} is outside array `{array}` of shape {shape:?} in `{url}`",
+        show(window)
+    )]
     WindowOutOfBounds {
         /// The group location.
         url: String,
@@ -161,7 +164,10 @@ pub enum ZarrIoError {
     },
 
     /// Reading array data failed.
-    #[error("reading window {} of array `{array}` in `{url}` failed: {source}", show(window))]
+    #[error(
+        "reading window {} of array `{array}` in `{url}` failed: {source}",
+        show(window)
+    )]
     Read {
         /// The group location.
         url: String,
@@ -171,7 +177,7 @@ pub enum ZarrIoError {
         window: Window,
         /// The underlying error.
         #[source]
-        source: ArrayError,
+        source: Box<ArrayError>,
     },
 
     /// Writing a chunk failed.
@@ -187,7 +193,7 @@ pub enum ZarrIoError {
         cx: u64,
         /// The underlying error.
         #[source]
-        source: ArrayError,
+        source: Box<ArrayError>,
     },
 
     /// Writing array or group metadata failed.
@@ -199,7 +205,7 @@ pub enum ZarrIoError {
         node: String,
         /// The underlying error.
         #[source]
-        source: StorageError,
+        source: Box<StorageError>,
     },
 
     /// A mosaic specification is inconsistent.
@@ -272,14 +278,12 @@ impl ZarrIoError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Store { source, .. } => object_store_retryable(source),
-            Self::OpenGroup { source, .. } => match source {
-                GroupCreateError::StorageError(e) => storage_retryable(e),
-                _ => false,
-            },
-            Self::OpenArray { source, .. } => match source {
-                ArrayCreateError::StorageError(e) => storage_retryable(e),
-                _ => false,
-            },
+            Self::OpenGroup { source, .. } => {
+                matches!(&**source, GroupCreateError::StorageError(e) if storage_retryable(e))
+            }
+            Self::OpenArray { source, .. } => {
+                matches!(&**source, ArrayCreateError::StorageError(e) if storage_retryable(e))
+            }
             Self::Read { source, .. } | Self::Write { source, .. } => array_retryable(source),
             Self::WriteMetadata { source, .. } => storage_retryable(source),
             _ => false,
@@ -329,26 +333,31 @@ mod tests {
             url: "s3://b/p".into(),
             key: "k".into(),
             operation: "get",
-            source: object_store::Error::Generic {
+            source: Box::new(object_store::Error::Generic {
                 store: "S3",
                 source: "connection reset".into(),
-            },
+            }),
         };
         assert!(transient.is_retryable());
         let missing = ZarrIoError::Store {
             url: "s3://b/p".into(),
             key: "k".into(),
             operation: "get",
-            source: object_store::Error::NotFound {
+            source: Box::new(object_store::Error::NotFound {
                 path: "k".into(),
                 source: "gone".into(),
-            },
+            }),
         };
         assert!(!missing.is_retryable());
-        let bad = ZarrIoError::NotAZarr { url: "memory://x".into() };
+        let bad = ZarrIoError::NotAZarr {
+            url: "memory://x".into(),
+        };
         assert!(!bad.is_retryable());
         assert!(bad.to_string().contains("memory://x"));
-        let key = ZarrIoError::InvalidKey { key: "../x".into(), reason: "`..` segment" };
+        let key = ZarrIoError::InvalidKey {
+            key: "../x".into(),
+            reason: "`..` segment",
+        };
         assert!(!key.is_retryable());
     }
 }

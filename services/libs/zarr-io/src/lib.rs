@@ -10,8 +10,10 @@ mod convert;
 mod error;
 mod location;
 mod mosaic;
+mod mosaic_for_scene;
 mod pad;
 mod scene;
+mod scene_writer;
 mod staging;
 mod zarr_store;
 
@@ -19,5 +21,37 @@ pub use error::ZarrIoError;
 pub use location::{get_bytes, open_store, put_bytes, StoreAndPrefix};
 pub use mosaic::{Mosaic, MosaicSpec, DATA_ARRAY, FILLED_ARRAY, SPREAD_ARRAY};
 pub use scene::{Scene, TileData};
+pub use scene_writer::write_scene;
 pub use staging::{validate_key, Staging};
 pub use tiling::Window;
+
+#[cfg(test)]
+mod send_checks {
+    //! Services spawn these futures on a multi-threaded runtime: they must be `Send`.
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn public_futures_are_send() {
+        let staging = Staging::open("memory://send-check/s").expect("memory store");
+        assert_send(&staging.get("k"));
+        assert_send(&staging.put("k", bytes::Bytes::new()));
+        assert_send(&staging.list(""));
+        assert_send(&staging.delete_prefix("k"));
+        assert_send(&staging.exists("k"));
+        assert_send(&get_bytes("memory://send-check/x"));
+        assert_send(&put_bytes("memory://send-check/x", bytes::Bytes::new()));
+        assert_send(&Scene::open("memory://send-check/s", "data", None));
+        assert_send(&Mosaic::is_finalized("memory://send-check/s"));
+    }
+
+    #[allow(dead_code)]
+    fn method_futures_are_send(scene: &Scene, mosaic: &Mosaic, spec: &MosaicSpec) {
+        assert_send(&scene.read_window(Window::new(0, 0, 1, 1)));
+        assert_send(&scene.read_window_padded(Window::new(0, 0, 1, 1), 2, 2));
+        assert_send(&mosaic.write_chunk(0, 0, &[], &[], None));
+        assert_send(&mosaic.finalize(serde_json::Map::new()));
+        assert_send(&Mosaic::create("memory://x/y", spec));
+    }
+}

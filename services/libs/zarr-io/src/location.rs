@@ -39,7 +39,10 @@ pub fn open_store(url: &str) -> Result<StoreAndPrefix, ZarrIoError> {
     let parsed = url::Url::parse(url).map_err(|e| invalid(url, e.to_string()))?;
     let prefix = Path::from_url_path(parsed.path()).map_err(|e| invalid(url, e.to_string()))?;
     let host = parsed.host_str().filter(|h| !h.is_empty());
-    let config = |source| ZarrIoError::StoreConfig { url: url.to_owned(), source };
+    let config = |source| ZarrIoError::StoreConfig {
+        url: url.to_owned(),
+        source: Box::new(source),
+    };
     let store: Arc<dyn ObjectStore> = match parsed.scheme() {
         "memory" => memory_store(host.unwrap_or("default")),
         "s3" | "s3a" => {
@@ -91,7 +94,9 @@ pub async fn get_bytes(url: &str) -> Result<Bytes, ZarrIoError> {
         Err(e) => Err(e),
     };
     result.map_err(|source| match source {
-        object_store::Error::NotFound { .. } => ZarrIoError::ObjectNotFound { url: url.to_owned() },
+        object_store::Error::NotFound { .. } => ZarrIoError::ObjectNotFound {
+            url: url.to_owned(),
+        },
         source => store_error(url, &path, "get", source),
     })
 }
@@ -116,11 +121,19 @@ pub(crate) fn store_error(
     operation: &'static str,
     source: object_store::Error,
 ) -> ZarrIoError {
-    ZarrIoError::Store { url: url.to_owned(), key: key.to_string(), operation, source }
+    ZarrIoError::Store {
+        url: url.to_owned(),
+        key: key.to_string(),
+        operation,
+        source: Box::new(source),
+    }
 }
 
 fn invalid(url: &str, reason: String) -> ZarrIoError {
-    ZarrIoError::InvalidUrl { url: url.to_owned(), reason }
+    ZarrIoError::InvalidUrl {
+        url: url.to_owned(),
+        reason,
+    }
 }
 
 /// Local paths and `file://` URLs: a filesystem store at `/` with the absolute path as prefix.
@@ -138,8 +151,7 @@ fn open_local(url: &str) -> Result<StoreAndPrefix, ZarrIoError> {
     }
     let absolute = std::path::absolute(&path).map_err(|e| invalid(url, e.to_string()))?;
     let normalized = normalize(&absolute);
-    let prefix =
-        Path::from_absolute_path(&normalized).map_err(|e| invalid(url, e.to_string()))?;
+    let prefix = Path::from_absolute_path(&normalized).map_err(|e| invalid(url, e.to_string()))?;
     let store = LocalFileSystem::new().with_fsync(true);
     Ok((Arc::new(store), prefix))
 }
@@ -164,8 +176,12 @@ fn memory_store(name: &str) -> Arc<dyn ObjectStore> {
     static REGISTRY: OnceLock<Mutex<HashMap<String, Arc<InMemory>>>> = OnceLock::new();
     let registry = REGISTRY.get_or_init(Default::default);
     // A poisoned lock only means another thread panicked while inserting; the map is still valid.
-    let mut map = registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let store = map.entry(name.to_owned()).or_insert_with(|| Arc::new(InMemory::new()));
+    let mut map = registry
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let store = map
+        .entry(name.to_owned())
+        .or_insert_with(|| Arc::new(InMemory::new()));
     Arc::clone(store) as Arc<dyn ObjectStore>
 }
 
@@ -190,9 +206,13 @@ mod tests {
         let (b, _) = open_store("memory://shared-name/other").expect("memory");
         let (c, _) = open_store("memory://another-name/x/y").expect("memory");
         assert_eq!(pa.as_ref(), "x/y");
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
         rt.block_on(async {
-            a.put(&Path::from("x/y/k"), Bytes::from_static(b"v").into()).await.expect("put");
+            a.put(&Path::from("x/y/k"), Bytes::from_static(b"v").into())
+                .await
+                .expect("put");
             assert!(b.head(&Path::from("x/y/k")).await.is_ok());
             assert!(c.head(&Path::from("x/y/k")).await.is_err());
         });
@@ -200,7 +220,7 @@ mod tests {
 
     #[test]
     fn unknown_scheme_names_the_url() {
-        let err = open_store("ftp://host/data.zarr").err().expect("must fail");
+        let err = open_store("ftp://host/data.zarr").expect_err("must fail");
         assert!(matches!(err, ZarrIoError::UnsupportedScheme { .. }));
         assert!(err.to_string().contains("ftp://host/data.zarr"));
         assert!(!err.is_retryable());
@@ -208,7 +228,7 @@ mod tests {
 
     #[test]
     fn s3_needs_a_bucket() {
-        let err = open_store("s3:///prefix").err().expect("must fail");
+        let err = open_store("s3:///prefix").expect_err("must fail");
         assert!(matches!(err, ZarrIoError::InvalidUrl { .. }), "{err}");
     }
 }

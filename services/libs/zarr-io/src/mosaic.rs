@@ -55,7 +55,10 @@ pub struct Mosaic {
 
 impl std::fmt::Debug for Mosaic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mosaic").field("url", &self.url).field("spec", &self.spec).finish_non_exhaustive()
+        f.debug_struct("Mosaic")
+            .field("url", &self.url)
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
     }
 }
 
@@ -76,15 +79,48 @@ impl Mosaic {
         filled_attrs.insert("flag_values".into(), Value::from(vec![0, 1]));
         filled_attrs.insert("flag_meanings".into(), Value::from("observed filled"));
         let mut spread_attrs = Map::new();
-        spread_attrs.insert("long_name".into(), Value::from("ensemble standard deviation"));
+        spread_attrs.insert(
+            "long_name".into(),
+            Value::from("ensemble standard deviation"),
+        );
 
-        let data = ensure_array(url, &zarr, spec, DATA_ARRAY, data_type::float32(), f32::NAN, &spec.array_attributes).await?;
-        let filled = ensure_array(url, &zarr, spec, FILLED_ARRAY, data_type::uint8(), 0u8, &filled_attrs).await?;
+        let data = ensure_array(
+            url,
+            &zarr,
+            spec,
+            DATA_ARRAY,
+            data_type::float32(),
+            f32::NAN,
+            &spec.array_attributes,
+        )
+        .await?;
+        let filled = ensure_array(
+            url,
+            &zarr,
+            spec,
+            FILLED_ARRAY,
+            data_type::uint8(),
+            0u8,
+            &filled_attrs,
+        )
+        .await?;
         let spread = if spec.with_spread {
-            Some(ensure_array(url, &zarr, spec, SPREAD_ARRAY, data_type::float32(), f32::NAN, &spread_attrs).await?)
+            Some(
+                ensure_array(
+                    url,
+                    &zarr,
+                    spec,
+                    SPREAD_ARRAY,
+                    data_type::float32(),
+                    f32::NAN,
+                    &spread_attrs,
+                )
+                .await?,
+            )
         } else {
             None
         };
+        tracing::debug!(%url, shape = ?spec.shape, chunk_yx = ?spec.chunk_yx, "mosaic arrays ready");
         Ok(Mosaic {
             url: url.to_owned(),
             spec: spec.clone(),
@@ -118,7 +154,12 @@ impl Mosaic {
         let (h, w) = self.height_width();
         let (ch, cw) = self.spec.chunk_yx;
         let (y0, x0) = (cy.saturating_mul(ch), cx.saturating_mul(cw));
-        Window::new(y0, x0, ch.min(h.saturating_sub(y0)), cw.min(w.saturating_sub(x0)))
+        Window::new(
+            y0,
+            x0,
+            ch.min(h.saturating_sub(y0)),
+            cw.min(w.saturating_sub(x0)),
+        )
     }
 
     /// Product of the leading dimensions (1 for rank 2).
@@ -148,7 +189,13 @@ impl Mosaic {
     ) -> Result<(), ZarrIoError> {
         let (rows, cols) = self.chunk_grid();
         if cy >= rows || cx >= cols {
-            return Err(ZarrIoError::ChunkOutOfGrid { url: self.url.clone(), cy, cx, rows, cols });
+            return Err(ZarrIoError::ChunkOutOfGrid {
+                url: self.url.clone(),
+                cy,
+                cx,
+                rows,
+                cols,
+            });
         }
         let spread_target = match (&self.spread, spread) {
             (Some(array), Some(values)) => Some((array, values)),
@@ -164,7 +211,10 @@ impl Mosaic {
         let filled_fut = self.store(&self.filled, FILLED_ARRAY, cy, cx, filled, 0u8);
         let spread_fut = async {
             match spread_target {
-                Some((array, values)) => self.store(array, SPREAD_ARRAY, cy, cx, values, f32::NAN).await,
+                Some((array, values)) => {
+                    self.store(array, SPREAD_ARRAY, cy, cx, values, f32::NAN)
+                        .await
+                }
                 None => Ok(()),
             }
         };
@@ -177,10 +227,23 @@ impl Mosaic {
     /// # Errors
     /// [`ZarrIoError::WriteMetadata`] when storing fails.
     pub async fn finalize(&self, group_attributes: Map<String, Value>) -> Result<(), ZarrIoError> {
-        let meta_err = |source| ZarrIoError::WriteMetadata { url: self.url.clone(), node: "/".into(), source };
+        Self::write_group_metadata(&self.url, &self.zarr, group_attributes).await
+    }
+
+    /// Writes the root group's `zarr.json` with `group_attributes`.
+    pub(crate) async fn write_group_metadata(
+        url: &str,
+        zarr: &Arc<ZarrStore>,
+        group_attributes: Map<String, Value>,
+    ) -> Result<(), ZarrIoError> {
+        let meta_err = |source| ZarrIoError::WriteMetadata {
+            url: url.to_owned(),
+            node: "/".into(),
+            source: Box::new(source),
+        };
         let group = GroupBuilder::new()
             .attributes(group_attributes)
-            .build(self.zarr.clone(), "/")
+            .build(zarr.clone(), "/")
             .map_err(|e| match e {
                 zarrs::group::GroupCreateError::StorageError(s) => meta_err(s),
                 other => meta_err(zarrs::storage::StorageError::Other(other.to_string())),
@@ -233,7 +296,10 @@ impl Mosaic {
         let window = self.chunk_window(cy, cx);
         let lead = to_usize(self.lead_len());
         let (h, w) = (to_usize(window.height), to_usize(window.width));
-        let (fh, fw) = (to_usize(self.spec.chunk_yx.0), to_usize(self.spec.chunk_yx.1));
+        let (fh, fw) = (
+            to_usize(self.spec.chunk_yx.0),
+            to_usize(self.spec.chunk_yx.1),
+        );
         let expected = lead * h * w;
         if values.len() != expected {
             return Err(ZarrIoError::ChunkLength {
@@ -249,8 +315,14 @@ impl Mosaic {
             values.to_vec()
         } else {
             let mut full = vec![fill; lead * fh * fw];
-            for (dst_plane, src_plane) in full.chunks_exact_mut(fh * fw).zip(values.chunks_exact(h * w)) {
-                for (dst_row, src_row) in dst_plane.chunks_exact_mut(fw).zip(src_plane.chunks_exact(w)) {
+            for (dst_plane, src_plane) in full
+                .chunks_exact_mut(fh * fw)
+                .zip(values.chunks_exact(h * w))
+            {
+                for (dst_row, src_row) in dst_plane
+                    .chunks_exact_mut(fw)
+                    .zip(src_plane.chunks_exact(w))
+                {
                     dst_row[..w].copy_from_slice(src_row);
                 }
             }
@@ -258,27 +330,42 @@ impl Mosaic {
         };
         let mut indices = vec![0u64; self.spec.shape.len() - 2];
         indices.extend([cy, cx]);
-        array.async_store_chunk(&indices, full).await.map_err(|source| ZarrIoError::Write {
-            url: self.url.clone(),
-            array: name.to_owned(),
-            cy,
-            cx,
-            source,
-        })
+        array
+            .async_store_chunk(&indices, full)
+            .await
+            .map_err(|source| ZarrIoError::Write {
+                url: self.url.clone(),
+                array: name.to_owned(),
+                cy,
+                cx,
+                source: Box::new(source),
+            })
     }
 }
 
 fn validate(url: &str, spec: &MosaicSpec) -> Result<(), ZarrIoError> {
-    let invalid = |reason: String| ZarrIoError::InvalidSpec { url: url.to_owned(), reason };
+    let invalid = |reason: String| ZarrIoError::InvalidSpec {
+        url: url.to_owned(),
+        reason,
+    };
     let rank = spec.shape.len();
     if !(2..=4).contains(&rank) {
-        return Err(invalid(format!("shape {:?} must have rank 2, 3 or 4", spec.shape)));
+        return Err(invalid(format!(
+            "shape {:?} must have rank 2, 3 or 4",
+            spec.shape
+        )));
     }
     if spec.shape.contains(&0) {
-        return Err(invalid(format!("shape {:?} has an empty dimension", spec.shape)));
+        return Err(invalid(format!(
+            "shape {:?} has an empty dimension",
+            spec.shape
+        )));
     }
     if spec.chunk_yx.0 == 0 || spec.chunk_yx.1 == 0 {
-        return Err(invalid(format!("chunk size {:?} must be positive", spec.chunk_yx)));
+        return Err(invalid(format!(
+            "chunk size {:?} must be positive",
+            spec.chunk_yx
+        )));
     }
     if spec.dimension_names.len() != rank {
         return Err(invalid(format!(
@@ -292,7 +379,7 @@ fn validate(url: &str, spec: &MosaicSpec) -> Result<(), ZarrIoError> {
 }
 
 /// Open array `name` if it exists and matches `spec`, else create its metadata.
-async fn ensure_array<F: Into<zarrs::array::builder::ArrayBuilderFillValue>>(
+pub(crate) async fn ensure_array<F: Into<zarrs::array::builder::ArrayBuilderFillValue>>(
     url: &str,
     zarr: &Arc<ZarrStore>,
     spec: &MosaicSpec,
@@ -305,7 +392,11 @@ async fn ensure_array<F: Into<zarrs::array::builder::ArrayBuilderFillValue>>(
     let rank = spec.shape.len();
     let mut chunk: Vec<u64> = spec.shape[..rank - 2].to_vec();
     chunk.extend([spec.chunk_yx.0, spec.chunk_yx.1]);
-    let create_err = |source| ZarrIoError::OpenArray { url: url.to_owned(), array: name.to_owned(), source };
+    let create_err = |source| ZarrIoError::OpenArray {
+        url: url.to_owned(),
+        array: name.to_owned(),
+        source: Box::new(source),
+    };
     match Array::async_open(zarr.clone(), &path).await {
         Ok(existing) => {
             check_matches(url, name, &existing, spec, &chunk, &dtype)?;
@@ -318,11 +409,14 @@ async fn ensure_array<F: Into<zarrs::array::builder::ArrayBuilderFillValue>>(
                 .attributes(attributes.clone())
                 .build(zarr.clone(), &path)
                 .map_err(create_err)?;
-            array.async_store_metadata().await.map_err(|source| ZarrIoError::WriteMetadata {
-                url: url.to_owned(),
-                node: name.to_owned(),
-                source,
-            })?;
+            array
+                .async_store_metadata()
+                .await
+                .map_err(|source| ZarrIoError::WriteMetadata {
+                    url: url.to_owned(),
+                    node: name.to_owned(),
+                    source: Box::new(source),
+                })?;
             Ok(array)
         }
         Err(source) => Err(create_err(source)),
@@ -337,9 +431,17 @@ fn check_matches(
     chunk: &[u64],
     dtype: &DataType,
 ) -> Result<(), ZarrIoError> {
-    let mismatch = |detail: String| ZarrIoError::SpecMismatch { url: url.to_owned(), array: name.to_owned(), detail };
+    let mismatch = |detail: String| ZarrIoError::SpecMismatch {
+        url: url.to_owned(),
+        array: name.to_owned(),
+        detail,
+    };
     if existing.shape() != spec.shape.as_slice() {
-        return Err(mismatch(format!("shape {:?} != {:?}", existing.shape(), spec.shape)));
+        return Err(mismatch(format!(
+            "shape {:?} != {:?}",
+            existing.shape(),
+            spec.shape
+        )));
     }
     let zeros = vec![0u64; chunk.len()];
     let existing_chunk: Vec<u64> = existing
@@ -347,17 +449,26 @@ fn check_matches(
         .map(|c| c.iter().map(|v| v.get()).collect())
         .unwrap_or_default();
     if existing_chunk != chunk {
-        return Err(mismatch(format!("chunk shape {existing_chunk:?} != {chunk:?}")));
+        return Err(mismatch(format!(
+            "chunk shape {existing_chunk:?} != {chunk:?}"
+        )));
     }
     if existing.data_type() != dtype {
-        return Err(mismatch(format!("data type {} != {}", existing.data_type(), dtype)));
+        return Err(mismatch(format!(
+            "data type {} != {}",
+            existing.data_type(),
+            dtype
+        )));
     }
     let names: Option<Vec<String>> = existing
         .dimension_names()
         .as_ref()
         .map(|n| n.iter().map(|d| d.clone().unwrap_or_default()).collect());
     if names.as_ref() != Some(&spec.dimension_names) {
-        return Err(mismatch(format!("dimension names {names:?} != {:?}", spec.dimension_names)));
+        return Err(mismatch(format!(
+            "dimension names {names:?} != {:?}",
+            spec.dimension_names
+        )));
     }
     Ok(())
 }

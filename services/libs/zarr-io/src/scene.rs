@@ -33,11 +33,11 @@ impl TileData {
     }
 }
 
-/// The mask array and whether it covers only `[y, x]` (broadcast over leading dimensions).
+/// The mask array: either the data's shape or its `[y, x]` shape (broadcast over leading
+/// dimensions; its rank tells which).
 struct Mask {
     name: String,
     array: Array<ZarrStore>,
-    broadcast: bool,
 }
 
 /// An opened input scene.
@@ -79,12 +79,18 @@ impl Scene {
         mask_array: Option<&str>,
     ) -> Result<Scene, ZarrIoError> {
         let opened = open_zarr_store(url)?;
-        let group = Group::async_open(opened.zarr.clone(), "/").await.map_err(|source| {
-            match source {
-                GroupCreateError::MissingMetadata => ZarrIoError::NotAZarr { url: url.to_owned() },
-                source => ZarrIoError::OpenGroup { url: url.to_owned(), source },
-            }
-        })?;
+        let group =
+            Group::async_open(opened.zarr.clone(), "/")
+                .await
+                .map_err(|source| match source {
+                    GroupCreateError::MissingMetadata => ZarrIoError::NotAZarr {
+                        url: url.to_owned(),
+                    },
+                    source => ZarrIoError::OpenGroup {
+                        url: url.to_owned(),
+                        source: Box::new(source),
+                    },
+                })?;
         let group_attributes = group.attributes().clone();
         let data = open_array(&opened.zarr, url, array).await?;
         let shape = data.shape().to_vec();
@@ -110,6 +116,7 @@ impl Scene {
                 .unwrap_or_default(),
             zarr_fill: true,
         };
+        tracing::debug!(%url, array, shape = ?data.shape(), data_type = %data.data_type(), "scene opened");
         Ok(Scene {
             url: url.to_owned(),
             array_name: array.to_owned(),
@@ -164,10 +171,11 @@ impl Scene {
     pub fn dimension_names(&self) -> Vec<String> {
         let rank = self.shape().len();
         let defaults = default_dimension_names(rank);
-        let given: Option<Vec<Option<String>>> = self.data.dimension_names().clone().or_else(|| {
-            let list = self.data.attributes().get(XARRAY_DIMENSIONS)?.as_array()?;
-            Some(list.iter().map(|v| v.as_str().map(str::to_owned)).collect())
-        });
+        let given: Option<Vec<Option<String>>> =
+            self.data.dimension_names().clone().or_else(|| {
+                let list = self.data.attributes().get(XARRAY_DIMENSIONS)?.as_array()?;
+                Some(list.iter().map(|v| v.as_str().map(str::to_owned)).collect())
+            });
         match given {
             Some(names) if names.len() == rank => names
                 .into_iter()
@@ -202,25 +210,41 @@ impl Scene {
     pub async fn read_window(&self, w: Window) -> Result<TileData, ZarrIoError> {
         self.check_window(w)?;
         let rank = self.shape().len();
-        let mut shape: Vec<usize> = self.shape()[..rank - 2].iter().map(|&d| to_usize(d)).collect();
+        let mut shape: Vec<usize> = self.shape()[..rank - 2]
+            .iter()
+            .map(|&d| to_usize(d))
+            .collect();
         shape.extend([to_usize(w.height), to_usize(w.width)]);
         if w.height == 0 || w.width == 0 {
-            return Ok(TileData { shape, values: Vec::new() });
+            return Ok(TileData {
+                shape,
+                values: Vec::new(),
+            });
         }
         let subset = self.subset(w, rank);
         let read_err = |array: &str| {
             let (url, array) = (self.url.clone(), array.to_owned());
-            move |source| ZarrIoError::Read { url, array, window: w, source }
+            move |source| ZarrIoError::Read {
+                url,
+                array,
+                window: w,
+                source: Box::new(source),
+            }
         };
         let data = async {
-            read_f32(&self.data, &subset, Some(&self.rule)).await.map_err(read_err(&self.array_name))
+            read_f32(&self.data, &subset, Some(&self.rule))
+                .await
+                .map_err(read_err(&self.array_name))
         };
         let mask = async {
             match &self.mask {
                 Some(m) => {
                     let rank = m.array.shape().len();
                     let sub = self.subset(w, rank);
-                    read_f32(&m.array, &sub, None).await.map(Some).map_err(read_err(&m.name))
+                    read_f32(&m.array, &sub, None)
+                        .await
+                        .map(Some)
+                        .map_err(read_err(&m.name))
                 }
                 None => Ok(None),
             }
@@ -250,11 +274,21 @@ impl Scene {
         out_w: u64,
     ) -> Result<TileData, ZarrIoError> {
         if w.height == 0 || w.width == 0 || out_h < w.height || out_w < w.width {
-            return Err(ZarrIoError::InvalidPadding { url: self.url.clone(), window: w, out_h, out_w });
+            return Err(ZarrIoError::InvalidPadding {
+                url: self.url.clone(),
+                window: w,
+                out_h,
+                out_w,
+            });
         }
         let tile = self.read_window(w).await?;
         let lead = to_usize(self.lead_len());
-        let (h, wd, oh, ow) = (to_usize(w.height), to_usize(w.width), to_usize(out_h), to_usize(out_w));
+        let (h, wd, oh, ow) = (
+            to_usize(w.height),
+            to_usize(w.width),
+            to_usize(out_h),
+            to_usize(out_w),
+        );
         let values = reflect_pad(&tile.values, lead, h, wd, oh, ow);
         let mut shape = tile.shape;
         let n = shape.len();
@@ -264,7 +298,8 @@ impl Scene {
     }
 
     fn check_window(&self, w: Window) -> Result<(), ZarrIoError> {
-        let fits = |start: u64, len: u64, size: u64| start.checked_add(len).is_some_and(|end| end <= size);
+        let fits =
+            |start: u64, len: u64, size: u64| start.checked_add(len).is_some_and(|end| end <= size);
         if fits(w.y0, w.height, self.height()) && fits(w.x0, w.width, self.width()) {
             Ok(())
         } else {
@@ -295,12 +330,19 @@ async fn open_array(
     name: &str,
 ) -> Result<Array<ZarrStore>, ZarrIoError> {
     let path = format!("/{}", name.trim_start_matches('/'));
-    let array = Array::async_open(store.clone(), &path).await.map_err(|source| match source {
-        ArrayCreateError::MissingMetadata => {
-            ZarrIoError::ArrayNotFound { url: url.to_owned(), array: name.to_owned() }
-        }
-        source => ZarrIoError::OpenArray { url: url.to_owned(), array: name.to_owned(), source },
-    })?;
+    let array = Array::async_open(store.clone(), &path)
+        .await
+        .map_err(|source| match source {
+            ArrayCreateError::MissingMetadata => ZarrIoError::ArrayNotFound {
+                url: url.to_owned(),
+                array: name.to_owned(),
+            },
+            source => ZarrIoError::OpenArray {
+                url: url.to_owned(),
+                array: name.to_owned(),
+                source: Box::new(source),
+            },
+        })?;
     if !is_supported(array.data_type()) {
         return Err(ZarrIoError::UnsupportedDataType {
             url: url.to_owned(),
@@ -311,7 +353,7 @@ async fn open_array(
     Ok(array)
 }
 
-/// Open the mask array and decide whether it is full-shape or broadcast over leading dimensions.
+/// Open the mask array and check that it is full-shape or `[y, x]`-shaped.
 async fn open_mask(
     store: &std::sync::Arc<ZarrStore>,
     url: &str,
@@ -321,19 +363,18 @@ async fn open_mask(
     let array = open_array(store, url, name).await?;
     let mask_shape = array.shape();
     let yx = &data_shape[data_shape.len() - 2..];
-    let broadcast = if mask_shape == data_shape {
-        false
-    } else if mask_shape == yx {
-        true
-    } else {
+    if mask_shape != data_shape && mask_shape != yx {
         return Err(ZarrIoError::MaskShape {
             url: url.to_owned(),
             mask: name.to_owned(),
             mask_shape: mask_shape.to_vec(),
             data_shape: data_shape.to_vec(),
         });
-    };
-    Ok(Mask { name: name.to_owned(), array, broadcast: broadcast && data_shape.len() > 2 })
+    }
+    Ok(Mask {
+        name: name.to_owned(),
+        array,
+    })
 }
 
 /// Missing-value sentinels declared in `attrs`, or `None` when it declares none.
@@ -341,7 +382,9 @@ fn sentinels(attrs: &Map<String, Value>) -> Option<Vec<f64>> {
     let mut out = Vec::new();
     let mut declared = false;
     for key in MISSING_ATTRIBUTES {
-        let Some(value) = attrs.get(key) else { continue };
+        let Some(value) = attrs.get(key) else {
+            continue;
+        };
         declared = true;
         let values = match value {
             Value::Array(items) => items.iter().collect(),
@@ -387,10 +430,14 @@ mod tests {
     #[test]
     fn sentinel_attributes() {
         let attrs = json!({"_FillValue": -9999, "nodata": "255", "units": "DN"});
-        let Value::Object(attrs) = attrs else { unreachable!() };
+        let Value::Object(attrs) = attrs else {
+            unreachable!()
+        };
         assert_eq!(sentinels(&attrs), Some(vec![-9999.0, 255.0]));
         let attrs = json!({"missing_value": [1, 2.5]});
-        let Value::Object(attrs) = attrs else { unreachable!() };
+        let Value::Object(attrs) = attrs else {
+            unreachable!()
+        };
         assert_eq!(sentinels(&attrs), Some(vec![1.0, 2.5]));
         assert_eq!(sentinels(&Map::new()), None);
     }

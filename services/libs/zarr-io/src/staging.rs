@@ -28,7 +28,9 @@ pub struct Staging {
 
 impl std::fmt::Debug for Staging {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Staging").field("url", &self.url).finish_non_exhaustive()
+        f.debug_struct("Staging")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -39,7 +41,10 @@ impl Staging {
     /// The errors of [`open_store`](crate::open_store).
     pub fn open(url: &str) -> Result<Staging, ZarrIoError> {
         let (store, prefix) = open_store(url)?;
-        Ok(Staging { url: url.to_owned(), store: Arc::new(PrefixStore::new(store, prefix)) })
+        Ok(Staging {
+            url: url.to_owned(),
+            store: Arc::new(PrefixStore::new(store, prefix)),
+        })
     }
 
     /// The location of the staging area.
@@ -136,7 +141,12 @@ impl Staging {
 /// # Errors
 /// [`ZarrIoError::InvalidKey`] saying what is wrong.
 pub fn validate_key(key: &str) -> Result<(), ZarrIoError> {
-    let reject = |reason| Err(ZarrIoError::InvalidKey { key: key.to_owned(), reason });
+    let reject = |reason| {
+        Err(ZarrIoError::InvalidKey {
+            key: key.to_owned(),
+            reason,
+        })
+    };
     if key.is_empty() {
         return reject("empty key");
     }
@@ -150,7 +160,10 @@ pub fn validate_key(key: &str) -> Result<(), ZarrIoError> {
         if segment == "." || segment == ".." {
             return reject("`.` or `..` segment");
         }
-        if !segment.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+        if !segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
             return reject("characters outside [A-Za-z0-9._-]");
         }
     }
@@ -178,8 +191,12 @@ mod tests {
         for ok in ["a", "job-1/tiles/0003_0007.bin", "A.b_c-d/e"] {
             assert!(validate_key(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "/abs", "a//b", "a/", "../x", "a/../b", "a/./b", "a b", "a\\b", "é", "a?b"] {
-            let err = validate_key(bad).err().unwrap_or_else(|| panic!("{bad:?} must be rejected"));
+        for bad in [
+            "", "/abs", "a//b", "a/", "../x", "a/../b", "a/./b", "a b", "a\\b", "é", "a?b",
+        ] {
+            let err = validate_key(bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} must be rejected"));
             assert!(matches!(err, ZarrIoError::InvalidKey { .. }));
         }
     }

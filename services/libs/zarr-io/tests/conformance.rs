@@ -15,18 +15,32 @@ struct Base {
 }
 
 fn unique(case: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     format!("{case}-{}-{nanos}", std::process::id())
 }
 
 async fn memory_base(case: &str) -> anyhow::Result<Option<Base>> {
-    Ok(Some(Base { url: format!("memory://{}/root", unique(case)), _dir: None }))
+    Ok(Some(Base {
+        url: format!("memory://{}/root", unique(case)),
+        _dir: None,
+    }))
 }
 
 async fn local_base(_case: &str) -> anyhow::Result<Option<Base>> {
     let dir = tempfile::tempdir()?;
-    let url = dir.path().join("nested").to_str().context("non-UTF-8 temp dir")?.to_owned();
-    Ok(Some(Base { url, _dir: Some(dir) }))
+    let url = dir
+        .path()
+        .join("nested")
+        .to_str()
+        .context("non-UTF-8 temp dir")?
+        .to_owned();
+    Ok(Some(Base {
+        url,
+        _dir: Some(dir),
+    }))
 }
 
 /// S3 on the endpoint of `TERRAFILL_TEST_S3_ENDPOINT` (the store itself takes its endpoint and
@@ -42,19 +56,32 @@ async fn s3_base(case: &str) -> anyhow::Result<Option<Base>> {
     };
     let bucket = std::env::var("TERRAFILL_TEST_S3_BUCKET")
         .context("TERRAFILL_TEST_S3_ENDPOINT is set but TERRAFILL_TEST_S3_BUCKET is not")?;
-    if std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT")).is_err() {
-        bail!("set AWS_ENDPOINT_URL={endpoint} (and AWS_ALLOW_HTTP=true for http) for the S3 tests");
+    if std::env::var("AWS_ENDPOINT_URL")
+        .or_else(|_| std::env::var("AWS_ENDPOINT"))
+        .is_err()
+    {
+        bail!(
+            "set AWS_ENDPOINT_URL={endpoint} (and AWS_ALLOW_HTTP=true for http) for the S3 tests"
+        );
     }
     ensure_bucket(&endpoint, &bucket).await?;
-    Ok(Some(Base { url: format!("s3://{bucket}/zarr-io-tests/{}", unique(case)), _dir: None }))
+    Ok(Some(Base {
+        url: format!("s3://{bucket}/zarr-io-tests/{}", unique(case)),
+        _dir: None,
+    }))
 }
 
 /// Fail fast when the endpoint is unreachable, and create the bucket on servers that accept an
 /// anonymous `PUT /bucket` (moto); elsewhere the bucket must already exist.
 async fn ensure_bucket(endpoint: &str, bucket: &str) -> anyhow::Result<()> {
     let url = url::Url::parse(endpoint).with_context(|| format!("bad S3 endpoint {endpoint}"))?;
-    let host = url.host_str().context("S3 endpoint without host")?.to_owned();
-    let port = url.port_or_known_default().context("S3 endpoint without port")?;
+    let host = url
+        .host_str()
+        .context("S3 endpoint without host")?
+        .to_owned();
+    let port = url
+        .port_or_known_default()
+        .context("S3 endpoint without port")?;
     let connect = tokio::net::TcpStream::connect((host.as_str(), port));
     let mut stream = tokio::time::timeout(Duration::from_secs(5), connect)
         .await

@@ -16,8 +16,14 @@ async fn landsat_sample_masked_pixels_are_nan() -> anyhow::Result<()> {
     let w = Window::new(200, 0, 120, 300);
     let tile = scene.read_window(w).await?;
     ensure!(tile.shape == vec![3, 120, 300]);
-    let mask = Scene::open(SAMPLE, "mask", None).await?.read_window(w).await?;
-    let raw = Scene::open(SAMPLE, "data", None).await?.read_window(w).await?;
+    let mask = Scene::open(SAMPLE, "mask", None)
+        .await?
+        .read_window(w)
+        .await?;
+    let raw = Scene::open(SAMPLE, "data", None)
+        .await?
+        .read_window(w)
+        .await?;
     let mut masked = 0;
     for ((v, m), r) in tile.values.iter().zip(&mask.values).zip(&raw.values) {
         if *m != 0.0 {
@@ -29,6 +35,9 @@ async fn landsat_sample_masked_pixels_are_nan() -> anyhow::Result<()> {
         }
     }
     ensure!(masked > 0, "window should contain masked pixels");
-    ensure!(tile.values.iter().any(|v| v.is_finite()), "window should contain observed pixels");
+    ensure!(
+        tile.values.iter().any(|v| v.is_finite()),
+        "window should contain observed pixels"
+    );
     Ok(())
 }

@@ -93,7 +93,10 @@ mod tests {
         fill_plane(&mut plane, h, w);
         for y in 0..h {
             let v = plane[y * w + 4];
-            assert!((3.0..=5.0).contains(&v) && (v - 4.0).abs() < 0.5, "row {y}: {v}");
+            assert!(
+                (3.0..=5.0).contains(&v) && (v - 4.0).abs() < 0.5,
+                "row {y}: {v}"
+            );
         }
     }
 

@@ -27,7 +27,10 @@ pub async fn compute(job: &JobContext, tiles: &[Tile]) -> Result<Vec<TileFill>, 
             let mut out = Vec::with_capacity(tiles.len());
             for tile in tiles {
                 let data = job.read(tile.index, tile.window).await?;
-                out.push(TileFill { values: data.values, spread: None });
+                out.push(TileFill {
+                    values: data.values,
+                    spread: None,
+                });
             }
             Ok(out)
         }
@@ -69,7 +72,10 @@ async fn idw_tile(job: &JobContext, tile: &Tile) -> Result<TileFill, WorkerError
         })
         .await?;
         if left == 0 || covers(&context, h, w) {
-            return Ok(TileFill { values, spread: None });
+            return Ok(TileFill {
+                values,
+                spread: None,
+            });
         }
         margin = margin.saturating_mul(4);
     }

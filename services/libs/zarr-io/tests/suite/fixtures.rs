@@ -134,7 +134,12 @@ impl ArrayFixture {
     /// Chunk byte payloads keyed by chunk grid indices (edge chunks padded with the fill value).
     fn chunk_payloads(&self, values: &[f64]) -> Vec<(Vec<u64>, Vec<u8>)> {
         let rank = self.shape.len();
-        let grid: Vec<u64> = self.shape.iter().zip(&self.chunks).map(|(s, c)| s.div_ceil(*c)).collect();
+        let grid: Vec<u64> = self
+            .shape
+            .iter()
+            .zip(&self.chunks)
+            .map(|(s, c)| s.div_ceil(*c))
+            .collect();
         let n_chunks: u64 = grid.iter().product();
         let chunk_len: u64 = self.chunks.iter().product();
         let mut out = Vec::new();
@@ -146,9 +151,15 @@ impl ArrayFixture {
             let mut bytes = Vec::new();
             for e in 0..chunk_len {
                 let local = unravel(e, &self.chunks);
-                let global: Vec<u64> = (0..rank).map(|d| cidx[d] * self.chunks[d] + local[d]).collect();
+                let global: Vec<u64> = (0..rank)
+                    .map(|d| cidx[d] * self.chunks[d] + local[d])
+                    .collect();
                 let inside = global.iter().zip(&self.shape).all(|(g, s)| g < s);
-                let v = if inside { values[ravel(&global, &self.shape)] } else { self.fill };
+                let v = if inside {
+                    values[ravel(&global, &self.shape)]
+                } else {
+                    self.fill
+                };
                 self.dtype.encode(v, &mut bytes);
             }
             out.push((cidx, bytes));
@@ -207,7 +218,11 @@ pub async fn write_v3_array(base: &str, a: &ArrayFixture, values: &[f64]) -> any
     put_json(format!("{base}/{}/zarr.json", a.name), &meta).await?;
     for (cidx, bytes) in a.chunk_payloads(values) {
         let key: Vec<String> = cidx.iter().map(u64::to_string).collect();
-        zarr_io::put_bytes(&format!("{base}/{}/c/{}", a.name, key.join("/")), Bytes::from(bytes)).await?;
+        zarr_io::put_bytes(
+            &format!("{base}/{}/c/{}", a.name, key.join("/")),
+            Bytes::from(bytes),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -242,7 +257,11 @@ pub async fn write_v2_array(base: &str, a: &ArrayFixture, values: &[f64]) -> any
     put_json(format!("{base}/{}/.zattrs", a.name), &attrs).await?;
     for (cidx, bytes) in a.chunk_payloads(values) {
         let key: Vec<String> = cidx.iter().map(u64::to_string).collect();
-        zarr_io::put_bytes(&format!("{base}/{}/{}", a.name, key.join(".")), Bytes::from(bytes)).await?;
+        zarr_io::put_bytes(
+            &format!("{base}/{}/{}", a.name, key.join(".")),
+            Bytes::from(bytes),
+        )
+        .await?;
     }
     Ok(())
 }

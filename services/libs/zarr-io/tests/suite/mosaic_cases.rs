@@ -7,7 +7,16 @@ use zarr_io::{Mosaic, MosaicSpec, Scene, Window, ZarrIoError};
 /// Deterministic float32 bit patterns covering the awkward values (subnormals, -0, extremes);
 /// NaN patterns are replaced by NaN (they are gaps and need not keep their payload).
 fn pattern(i: u64) -> f32 {
-    const SPECIAL: [f32; 8] = [0.0, -0.0, f32::MIN_POSITIVE, 1e-45, f32::MAX, f32::MIN, 0.1, -1.0e30];
+    const SPECIAL: [f32; 8] = [
+        0.0,
+        -0.0,
+        f32::MIN_POSITIVE,
+        1e-45,
+        f32::MAX,
+        f32::MIN,
+        0.1,
+        -1.0e30,
+    ];
     if i % 11 == 0 {
         return SPECIAL[usize::try_from((i / 11) % 8).unwrap_or(0)];
     }
@@ -31,7 +40,10 @@ fn spec(shape: &[u64], with_spread: bool) -> MosaicSpec {
     MosaicSpec {
         shape: shape.to_vec(),
         chunk_yx: (16, 16),
-        dimension_names: names[4 - shape.len()..].iter().map(|s| (*s).to_owned()).collect(),
+        dimension_names: names[4 - shape.len()..]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
         with_spread,
         array_attributes: attrs,
     }
@@ -69,7 +81,9 @@ pub async fn mosaic_roundtrip(base: &str) -> anyhow::Result<()> {
                     }
                 }
             }
-            mosaic.write_chunk(cy, cx, &data, &filled, Some(&spread)).await?;
+            mosaic
+                .write_chunk(cy, cx, &data, &filled, Some(&spread))
+                .await?;
         }
     }
     // Not finalized yet: the group must not open.
@@ -93,16 +107,30 @@ pub async fn mosaic_roundtrip(base: &str) -> anyhow::Result<()> {
     for (g, got) in tile.values.iter().enumerate() {
         let expected = pattern(g as u64);
         let same = got.to_bits() == expected.to_bits() || (got.is_nan() && expected.is_nan());
-        ensure!(same, "element {g}: {got:e} ({:#x}) != {expected:e}", got.to_bits());
+        ensure!(
+            same,
+            "element {g}: {got:e} ({:#x}) != {expected:e}",
+            got.to_bits()
+        );
     }
-    let filled = Scene::open(&url, "filled", None).await?.read_window(Window::new(30, 40, 7, 13)).await?;
+    let filled = Scene::open(&url, "filled", None)
+        .await?
+        .read_window(Window::new(30, 40, 7, 13))
+        .await?;
     for (i, v) in filled.values.iter().enumerate() {
         let i = i as u64;
         let (lead, y, x) = (i / 91, 30 + (i % 91) / 13, 40 + i % 13);
-        let expected = if global(lead, y, x, h * w, w) % 3 == 0 { 1.0 } else { 0.0 };
+        let expected = if global(lead, y, x, h * w, w) % 3 == 0 {
+            1.0
+        } else {
+            0.0
+        };
         ensure!(*v == expected, "filled ({lead},{y},{x}) = {v}");
     }
-    let spread = Scene::open(&url, "spread", None).await?.read_window(Window::new(0, 0, 2, 2)).await?;
+    let spread = Scene::open(&url, "spread", None)
+        .await?
+        .read_window(Window::new(0, 0, 2, 2))
+        .await?;
     ensure!(spread.values[0] == 0.5 && spread.values[1] == 0.0);
 
     // Resume with the same spec keeps the data; another spec is refused.
@@ -137,9 +165,16 @@ pub async fn mosaic_4d_and_errors(base: &str) -> anyhow::Result<()> {
     let tile = scene.read_window(Window::new(14, 14, 6, 4)).await?;
     ensure!(tile.shape == vec![2, 2, 6, 4]);
     // Row 16, col 16 of lead 0 is data[0]; rows 14..16 lie in unwritten chunks -> NaN.
-    ensure!(tile.values[0].is_nan() && tile.values[2 * 4 + 2] == 0.0, "{:?}", &tile.values[..12]);
+    ensure!(
+        tile.values[0].is_nan() && tile.values[2 * 4 + 2] == 0.0,
+        "{:?}",
+        &tile.values[..12]
+    );
     ensure!(tile.values[24 + 2 * 4 + 3] == 9.0);
-    let filled = Scene::open(&url, "filled", None).await?.read_window(Window::new(0, 0, 2, 2)).await?;
+    let filled = Scene::open(&url, "filled", None)
+        .await?
+        .read_window(Window::new(0, 0, 2, 2))
+        .await?;
     ensure!(filled.values.iter().all(|v| *v == 0.0));
     match Scene::open(&url, "spread", None).await {
         Err(ZarrIoError::ArrayNotFound { .. }) => {}
@@ -147,17 +182,32 @@ pub async fn mosaic_4d_and_errors(base: &str) -> anyhow::Result<()> {
     }
 
     let err = mosaic.write_chunk(2, 0, &data, &vec![0u8; n], None).await;
-    ensure!(matches!(err, Err(ZarrIoError::ChunkOutOfGrid { cy: 2, cx: 0, .. })), "{err:?}");
-    let err = mosaic.write_chunk(1, 1, &data[1..], &vec![0u8; n], None).await;
+    ensure!(
+        matches!(err, Err(ZarrIoError::ChunkOutOfGrid { cy: 2, cx: 0, .. })),
+        "{err:?}"
+    );
+    let err = mosaic
+        .write_chunk(1, 1, &data[1..], &vec![0u8; n], None)
+        .await;
     match err {
-        Err(e @ ZarrIoError::ChunkLength { .. }) => ensure!(e.to_string().contains("(1, 1)") && !e.is_retryable()),
+        Err(e @ ZarrIoError::ChunkLength { .. }) => {
+            ensure!(e.to_string().contains("(1, 1)") && !e.is_retryable())
+        }
         other => anyhow::bail!("expected ChunkLength, got {other:?}"),
     }
-    let err = mosaic.write_chunk(1, 1, &data, &vec![0u8; n], Some(&data)).await;
-    ensure!(matches!(err, Err(ZarrIoError::InvalidSpec { .. })), "{err:?}");
+    let err = mosaic
+        .write_chunk(1, 1, &data, &vec![0u8; n], Some(&data))
+        .await;
+    ensure!(
+        matches!(err, Err(ZarrIoError::InvalidSpec { .. })),
+        "{err:?}"
+    );
     let mut bad = spec.clone();
     bad.dimension_names.pop();
     let err = Mosaic::create(&format!("{base}/bad.zarr"), &bad).await;
-    ensure!(matches!(err, Err(ZarrIoError::InvalidSpec { .. })), "{err:?}");
+    ensure!(
+        matches!(err, Err(ZarrIoError::InvalidSpec { .. })),
+        "{err:?}"
+    );
     Ok(())
 }

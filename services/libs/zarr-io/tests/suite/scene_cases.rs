@@ -4,7 +4,9 @@ use anyhow::{ensure, Context};
 use serde_json::json;
 use zarr_io::{Scene, Window, ZarrIoError};
 
-use super::fixtures::{ramp, write_v2_array, write_v2_group, write_v3_array, write_v3_group, ArrayFixture, Dtype};
+use super::fixtures::{
+    ramp, write_v2_array, write_v2_group, write_v3_array, write_v3_group, ArrayFixture, Dtype,
+};
 
 /// Every numeric dtype converts to f32; `nodata` attribute values and a nonzero Zarr fill value
 /// (including chunks absent from the store) become NaN.
@@ -20,15 +22,25 @@ pub async fn int_and_float_dtypes(base: &str) -> anyhow::Result<()> {
         write_v3_array(&url, &a, &values).await?;
         let scene = Scene::open(&url, "data", None).await?;
         let tile = scene.read_window(Window::new(0, 0, 4, 6)).await?;
-        ensure!(tile.shape == vec![1, 4, 6], "{dtype:?}: shape {:?}", tile.shape);
+        ensure!(
+            tile.shape == vec![1, 4, 6],
+            "{dtype:?}: shape {:?}",
+            tile.shape
+        );
         for (i, &got) in tile.values.iter().enumerate() {
             let (y, x) = (i / 6, i % 6);
             let raw = values[y * 6 + x];
             let missing = x >= 3 || raw == 5.0 || raw == 7.0;
             if missing {
-                ensure!(got.is_nan(), "{dtype:?} ({y},{x}) raw {raw} should be missing, got {got}");
+                ensure!(
+                    got.is_nan(),
+                    "{dtype:?} ({y},{x}) raw {raw} should be missing, got {got}"
+                );
             } else {
-                ensure!(got == raw as f32, "{dtype:?} ({y},{x}) expected {raw}, got {got}");
+                ensure!(
+                    got == raw as f32,
+                    "{dtype:?} ({y},{x}) expected {raw}, got {got}"
+                );
             }
         }
     }
@@ -63,7 +75,10 @@ pub async fn attribute_sentinels(base: &str) -> anyhow::Result<()> {
     let scene = Scene::open(&url, "data", None).await?;
     let v = scene.read_window(Window::new(0, 0, 2, 2)).await?.values;
     // The array's own attribute wins; the group's `nodata` does not apply to it.
-    ensure!(v[0].is_nan() && v[1] == -1.0 && v[2] == 0.0 && v[3] == 12.0, "{v:?}");
+    ensure!(
+        v[0].is_nan() && v[1] == -1.0 && v[2] == 0.0 && v[3] == 12.0,
+        "{v:?}"
+    );
     ensure!(scene.group_attributes().get("crs") == Some(&json!("EPSG:4326")));
     ensure!(scene.array_attributes().get("_FillValue") == Some(&json!(-9999)));
 
@@ -92,19 +107,32 @@ pub async fn mask_arrays(base: &str) -> anyhow::Result<()> {
     write_v3_array(&url, &bad, &[0.0; 9]).await?;
 
     let w = Window::new(0, 0, 3, 4);
-    let tile = Scene::open(&url, "data", Some("mask")).await?.read_window(w).await?;
+    let tile = Scene::open(&url, "data", Some("mask"))
+        .await?
+        .read_window(w)
+        .await?;
     let nan: Vec<usize> = (0..24).filter(|&i| tile.values[i].is_nan()).collect();
     ensure!(nan == vec![1, 17], "full mask NaNs at {nan:?}");
     ensure!(tile.values[2] == 2.0);
 
-    let tile = Scene::open(&url, "data", Some("mask2d")).await?.read_window(w).await?;
+    let tile = Scene::open(&url, "data", Some("mask2d"))
+        .await?
+        .read_window(w)
+        .await?;
     let nan: Vec<usize> = (0..24).filter(|&i| tile.values[i].is_nan()).collect();
     ensure!(nan == vec![6, 18], "broadcast mask NaNs at {nan:?}");
 
     // A window that crosses chunks in both data and mask.
-    let tile = Scene::open(&url, "data", Some("mask2d")).await?.read_window(Window::new(1, 1, 2, 2)).await?;
+    let tile = Scene::open(&url, "data", Some("mask2d"))
+        .await?
+        .read_window(Window::new(1, 1, 2, 2))
+        .await?;
     ensure!(tile.shape == vec![2, 2, 2]);
-    ensure!(tile.values[0] == 5.0 && tile.values[1].is_nan() && tile.values[5].is_nan(), "{:?}", tile.values);
+    ensure!(
+        tile.values[0] == 5.0 && tile.values[1].is_nan() && tile.values[5].is_nan(),
+        "{:?}",
+        tile.values
+    );
 
     match Scene::open(&url, "data", Some("badmask")).await {
         Err(e @ ZarrIoError::MaskShape { .. }) => ensure!(e.to_string().contains("badmask")),
@@ -132,7 +160,10 @@ pub async fn four_d_scene(base: &str) -> anyhow::Result<()> {
             for x in 0..7usize {
                 let expected = (lead * 120 + (y + 3) * 12 + (x + 4)) as f32;
                 let got = tile.values[lead * 35 + y * 7 + x];
-                ensure!(got == expected, "lead {lead} ({y},{x}): {got} != {expected}");
+                ensure!(
+                    got == expected,
+                    "lead {lead} ({y},{x}): {got} != {expected}"
+                );
             }
         }
     }
@@ -148,7 +179,11 @@ pub async fn zarr_v2_scene(base: &str) -> anyhow::Result<()> {
     a.attributes = json!({"_FillValue": 3});
     write_v2_array(&url, &a, &ramp(60)).await?;
     let scene = Scene::open(&url, "data", None).await?;
-    ensure!(scene.dimension_names() == ["band", "lat", "lon"], "{:?}", scene.dimension_names());
+    ensure!(
+        scene.dimension_names() == ["band", "lat", "lon"],
+        "{:?}",
+        scene.dimension_names()
+    );
     ensure!(scene.group_attributes().get("title") == Some(&json!("v2 fixture")));
     ensure!(scene.chunk_shape_yx() == (3, 4));
     let tile = scene.read_window(Window::new(0, 0, 5, 6)).await?;
@@ -163,25 +198,41 @@ pub async fn reflection_padding(base: &str) -> anyhow::Result<()> {
     let a = ArrayFixture::new("data", &[2, 3, 4], &[1, 2, 2], Dtype::F32);
     write_v3_array(&url, &a, &ramp(24)).await?;
     let scene = Scene::open(&url, "data", None).await?;
-    let tile = scene.read_window_padded(Window::new(0, 0, 3, 4), 8, 11).await?;
+    let tile = scene
+        .read_window_padded(Window::new(0, 0, 3, 4), 8, 11)
+        .await?;
     ensure!(tile.shape == vec![2, 8, 11]);
     // np.pad(np.arange(3), (0, 5), "reflect") -> [0 1 2 1 0 1 2 1]
     let ry = [0usize, 1, 2, 1, 0, 1, 2, 1];
     // np.pad(np.arange(4), (0, 7), "reflect") -> [0 1 2 3 2 1 0 1 2 3 2]
     let rx = [0usize, 1, 2, 3, 2, 1, 0, 1, 2, 3, 2];
     for b in 0..2 {
-        for y in 0..8 {
-            for x in 0..11 {
-                let expected = (b * 12 + ry[y] * 4 + rx[x]) as f32;
-                ensure!(tile.values[b * 88 + y * 11 + x] == expected, "({b},{y},{x})");
+        for (y, sy) in ry.iter().enumerate() {
+            for (x, sx) in rx.iter().enumerate() {
+                let expected = (b * 12 + sy * 4 + sx) as f32;
+                ensure!(
+                    tile.values[b * 88 + y * 11 + x] == expected,
+                    "({b},{y},{x})"
+                );
             }
         }
     }
     // A sub-window pads from its own pixels.
-    let tile = scene.read_window_padded(Window::new(1, 1, 2, 2), 3, 3).await?;
-    ensure!(tile.values[..9] == [5.0, 6.0, 5.0, 9.0, 10.0, 9.0, 5.0, 6.0, 5.0], "{:?}", &tile.values[..9]);
-    let err = scene.read_window_padded(Window::new(0, 0, 3, 4), 2, 4).await;
-    ensure!(matches!(err, Err(ZarrIoError::InvalidPadding { .. })), "{err:?}");
+    let tile = scene
+        .read_window_padded(Window::new(1, 1, 2, 2), 3, 3)
+        .await?;
+    ensure!(
+        tile.values[..9] == [5.0, 6.0, 5.0, 9.0, 10.0, 9.0, 5.0, 6.0, 5.0],
+        "{:?}",
+        &tile.values[..9]
+    );
+    let err = scene
+        .read_window_padded(Window::new(0, 0, 3, 4), 2, 4)
+        .await;
+    ensure!(
+        matches!(err, Err(ZarrIoError::InvalidPadding { .. })),
+        "{err:?}"
+    );
     Ok(())
 }
 
@@ -189,16 +240,38 @@ pub async fn reflection_padding(base: &str) -> anyhow::Result<()> {
 pub async fn bad_input_errors(base: &str) -> anyhow::Result<()> {
     let url = format!("{base}/errors.zarr");
     write_v3_group(&url, json!({})).await?;
-    write_v3_array(&url, &ArrayFixture::new("data", &[1, 4, 5], &[1, 4, 5], Dtype::F32), &ramp(20)).await?;
-    write_v3_array(&url, &ArrayFixture::new("line", &[7], &[7], Dtype::F32), &ramp(7)).await?;
-    write_v3_array(&url, &ArrayFixture::new("five", &[1, 1, 1, 2, 2], &[1, 1, 1, 2, 2], Dtype::F32), &ramp(4)).await?;
+    write_v3_array(
+        &url,
+        &ArrayFixture::new("data", &[1, 4, 5], &[1, 4, 5], Dtype::F32),
+        &ramp(20),
+    )
+    .await?;
+    write_v3_array(
+        &url,
+        &ArrayFixture::new("line", &[7], &[7], Dtype::F32),
+        &ramp(7),
+    )
+    .await?;
+    write_v3_array(
+        &url,
+        &ArrayFixture::new("five", &[1, 1, 1, 2, 2], &[1, 1, 1, 2, 2], Dtype::F32),
+        &ramp(4),
+    )
+    .await?;
 
     let scene = Scene::open(&url, "data", None).await?;
-    for w in [Window::new(0, 0, 5, 5), Window::new(2, 3, 2, 3), Window::new(u64::MAX - 1, 0, 2, 1)] {
+    for w in [
+        Window::new(0, 0, 5, 5),
+        Window::new(2, 3, 2, 3),
+        Window::new(u64::MAX - 1, 0, 2, 1),
+    ] {
         match scene.read_window(w).await {
             Err(e @ ZarrIoError::WindowOutOfBounds { .. }) => {
                 let msg = e.to_string();
-                ensure!(msg.contains(&format!("[{}..", w.y0)) && msg.contains("[1, 4, 5]"), "{msg}");
+                ensure!(
+                    msg.contains(&format!("[{}..", w.y0)) && msg.contains("[1, 4, 5]"),
+                    "{msg}"
+                );
                 ensure!(!e.is_retryable());
             }
             other => anyhow::bail!("window {w}: expected WindowOutOfBounds, got {other:?}"),

@@ -11,16 +11,29 @@ pub async fn staging_roundtrip(base: &str) -> anyhow::Result<()> {
     ensure!(staging.get("job-1/tiles/0_0.bin").await?.is_none());
     ensure!(!staging.exists("job-1/tiles/0_0.bin").await?);
 
-    staging.put("job-1/tiles/0_0.bin", Bytes::from_static(b"a")).await?;
-    staging.put("job-1/tiles/0_1.bin", Bytes::from_static(b"b")).await?;
-    staging.put("job-1/state.json", Bytes::from_static(b"{}")).await?;
-    staging.put("job-2/tiles/0_0.bin", Bytes::from_static(b"c")).await?;
-    staging.put("job-1/tiles/0_0.bin", Bytes::from_static(b"a2")).await?;
+    staging
+        .put("job-1/tiles/0_0.bin", Bytes::from_static(b"a"))
+        .await?;
+    staging
+        .put("job-1/tiles/0_1.bin", Bytes::from_static(b"b"))
+        .await?;
+    staging
+        .put("job-1/state.json", Bytes::from_static(b"{}"))
+        .await?;
+    staging
+        .put("job-2/tiles/0_0.bin", Bytes::from_static(b"c"))
+        .await?;
+    staging
+        .put("job-1/tiles/0_0.bin", Bytes::from_static(b"a2"))
+        .await?;
 
     ensure!(staging.get("job-1/tiles/0_0.bin").await?.as_deref() == Some(&b"a2"[..]));
     ensure!(staging.exists("job-1/state.json").await?);
     let tiles = staging.list("job-1/tiles").await?;
-    ensure!(tiles == ["job-1/tiles/0_0.bin", "job-1/tiles/0_1.bin"], "{tiles:?}");
+    ensure!(
+        tiles == ["job-1/tiles/0_0.bin", "job-1/tiles/0_1.bin"],
+        "{tiles:?}"
+    );
     ensure!(staging.list("").await?.len() == 4);
     // Prefixes are whole segments: `job-1/til` matches nothing.
     ensure!(staging.list("job-1/til").await?.is_empty());
@@ -40,8 +53,17 @@ pub async fn staging_roundtrip(base: &str) -> anyhow::Result<()> {
             other => anyhow::bail!("key {bad:?}: expected InvalidKey, got {other:?}"),
         }
     }
-    ensure!(matches!(staging.get("../x").await, Err(ZarrIoError::InvalidKey { .. })));
-    ensure!(matches!(staging.list("a/../b").await, Err(ZarrIoError::InvalidKey { .. })));
-    ensure!(matches!(staging.delete_prefix("/").await, Err(ZarrIoError::InvalidKey { .. })));
+    ensure!(matches!(
+        staging.get("../x").await,
+        Err(ZarrIoError::InvalidKey { .. })
+    ));
+    ensure!(matches!(
+        staging.list("a/../b").await,
+        Err(ZarrIoError::InvalidKey { .. })
+    ));
+    ensure!(matches!(
+        staging.delete_prefix("/").await,
+        Err(ZarrIoError::InvalidKey { .. })
+    ));
     Ok(())
 }

@@ -1,0 +1,107 @@
+//! `train`: self-supervised training of the diffusion model on a scene's observed pixels.
+
+use std::io::IsTerminal;
+use std::time::Instant;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use tiling::Window;
+use zarr_io::Scene;
+
+use crate::args::TrainArgs;
+
+pub async fn train(args: &TrainArgs) -> anyhow::Result<()> {
+    let scene = Scene::open(&args.scene, &args.array, args.mask_array.as_deref()).await?;
+    let data = read_scene(&scene).await?;
+    let mut cfg = model::TrainConfig::default();
+    if let Some(s) = args.steps {
+        cfg.steps = s;
+    }
+    if let Some(t) = args.tile {
+        cfg.tile = t;
+    }
+    if let Some(b) = args.batch {
+        cfg.batch = b;
+    }
+    if let Some(lr) = args.lr {
+        cfg.lr = lr;
+    }
+    cfg.seed = args.seed;
+    let resume = if args.resume {
+        Some(
+            zarr_io::get_bytes(&args.checkpoint)
+                .await
+                .with_context(|| format!("--resume: cannot read checkpoint {}", args.checkpoint))?,
+        )
+    } else {
+        None
+    };
+    let device = args.device.parse::<model::DeviceSpec>()?.device()?;
+    let started = Instant::now();
+    let steps = cfg.steps;
+    let bytes = tokio::task::spawn_blocking(move || {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(steps as u64);
+            bar.set_style(
+                ProgressStyle::with_template("training [{bar:40}] {pos}/{len} {msg} eta {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        let mut last_log = Instant::now();
+        let out = model::train(
+            &data,
+            &cfg,
+            resume.as_deref(),
+            &device,
+            &mut |p: &model::TrainProgress| {
+                if let Some(bar) = &bar {
+                    bar.set_position(p.step as u64);
+                    bar.set_message(format!("loss {:.4}", p.loss));
+                } else if last_log.elapsed().as_secs() >= 10 || p.step == p.steps {
+                    last_log = Instant::now();
+                    tracing::warn!(step = p.step, steps = p.steps, loss = p.loss, "training");
+                }
+            },
+        );
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        out
+    })
+    .await??;
+    zarr_io::put_bytes(&args.checkpoint, bytes.into())
+        .await
+        .with_context(|| format!("writing checkpoint {}", args.checkpoint))?;
+    println!(
+        "trained {} steps in {:.1} s; checkpoint {}",
+        steps,
+        started.elapsed().as_secs_f64(),
+        args.checkpoint
+    );
+    Ok(())
+}
+
+/// The whole scene as the model's array (`[band, y, x]` or `[time, band, y, x]`).
+pub async fn read_scene(scene: &Scene) -> anyhow::Result<model::SceneArray> {
+    let window = Window::new(0, 0, scene.height(), scene.width());
+    let data = scene.read_window(window).await?;
+    let mut shape = data.shape.clone();
+    if shape.len() == 2 {
+        shape.insert(0, 1);
+    }
+    Ok(model::SceneArray {
+        shape,
+        values: data.values,
+    })
+}
+
+/// The tile size a checkpoint was trained for.
+pub async fn checkpoint_tile(url: &str) -> anyhow::Result<u64> {
+    let bytes = zarr_io::get_bytes(url)
+        .await
+        .with_context(|| format!("reading checkpoint {url}"))?;
+    let model = model::FillModel::from_checkpoint(&bytes, &model::DeviceSpec::Cpu.device()?)
+        .with_context(|| format!("checkpoint {url}"))?;
+    Ok(model.tile_size() as u64)
+}

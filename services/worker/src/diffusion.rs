@@ -1,0 +1,117 @@
+//! The diffusion method in the worker: loads the checkpoint once per job and fills batches of
+//! tiles. Tiles are padded by reflection to the model's tile size and cropped back afterwards.
+
+use std::sync::Arc;
+
+use model::{FillModel, SampleOptions, Sampler, TileInput};
+use tiling::{Tile, Window};
+use wire::v1::JobSpec;
+
+use crate::job::JobContext;
+use crate::methods::TileFill;
+use crate::WorkerError;
+
+/// Reads and validates the job's checkpoint on the worker's device.
+///
+/// # Errors
+/// [`WorkerError::Storage`] when it cannot be read, [`WorkerError::Method`] when it is invalid.
+pub(crate) async fn load_model(
+    spec: &JobSpec,
+    device: &model::DeviceSpec,
+) -> Result<Arc<FillModel>, WorkerError> {
+    let job = spec.job_id.clone();
+    let bytes = zarr_io::get_bytes(&spec.checkpoint_url)
+        .await
+        .map_err(|source| WorkerError::Storage {
+            job: job.clone(),
+            tile: 0,
+            source,
+        })?;
+    let method_err = |e: model::ModelError| WorkerError::Method {
+        job: job.clone(),
+        tile: 0,
+        reason: format!("checkpoint {}: {e}", spec.checkpoint_url),
+    };
+    let device = device.device().map_err(method_err)?;
+    let model = tokio::task::spawn_blocking(move || FillModel::from_checkpoint(&bytes, &device))
+        .await?
+        .map_err(method_err)?;
+    Ok(Arc::new(model))
+}
+
+/// Fills `tiles` with the job's model. On CPU each tile is its own forward batch (its ensemble
+/// members), so the bytes never depend on which tiles happened to share a batch; on a GPU the
+/// tiles of a batch go through together.
+pub(crate) async fn compute(
+    job: &JobContext,
+    tiles: &[Tile],
+) -> Result<Vec<TileFill>, WorkerError> {
+    let first = tiles.first().map_or(0, |t| t.index);
+    let method_err = |tile: u64, reason: String| WorkerError::Method {
+        job: job.id.to_string(),
+        tile,
+        reason,
+    };
+    let Some(model) = job.model.clone() else {
+        return Err(method_err(
+            first,
+            "no model loaded for a diffusion job".into(),
+        ));
+    };
+    let multiple = model.size_multiple().max(1) as u64;
+    let side = job
+        .grid
+        .tile_size()
+        .max(model.tile_size() as u64)
+        .div_ceil(multiple)
+        * multiple;
+    let mut inputs = Vec::with_capacity(tiles.len());
+    for tile in tiles {
+        let data = job.read_padded(tile.index, tile.window, side, side).await?;
+        let mut shape = data.shape;
+        if shape.len() == 2 {
+            shape.insert(0, 1);
+        }
+        inputs.push(TileInput {
+            shape,
+            values: data.values,
+            seed: model::tile_seed(job.spec.seed, tile.index),
+        });
+    }
+    let opts = SampleOptions {
+        sampler: Sampler::Ddim {
+            steps: job.spec.steps as usize,
+            eta: f64::from(job.spec.eta),
+        },
+        ensemble: job.spec.ensemble.max(1) as usize,
+        member: job.spec.member.map(|m| m as usize),
+    };
+    let per_tile = job.on_cpu;
+    let outputs = tokio::task::spawn_blocking(move || {
+        if per_tile {
+            inputs
+                .chunks(1)
+                .map(|one| model.fill(one, &opts))
+                .collect::<Result<Vec<_>, _>>()
+                .map(|v| v.concat())
+        } else {
+            model.fill(&inputs, &opts)
+        }
+    })
+    .await?
+    .map_err(|e| method_err(first, e.to_string()))?;
+    let lead = job.spec.lead_len();
+    let padded = Window::new(0, 0, side, side);
+    let with_spread = opts.ensemble > 1 && opts.member.is_none();
+    Ok(tiles
+        .iter()
+        .zip(outputs)
+        .map(|(tile, out)| {
+            let inner = Window::new(0, 0, tile.window.height, tile.window.width);
+            TileFill {
+                values: padded.crop(&out.values, lead, &inner),
+                spread: with_spread.then(|| padded.crop(&out.spread, lead, &inner)),
+            }
+        })
+        .collect())
+}
