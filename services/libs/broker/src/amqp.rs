@@ -23,7 +23,6 @@ use lapin::{
 };
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -114,7 +113,6 @@ struct Inner {
     config: AmqpConfig,
     session: tokio::sync::Mutex<Option<Session>>,
     unconfirmed: Semaphore,
-    next_session: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -263,7 +261,6 @@ impl AmqpBroker {
             unconfirmed: Semaphore::new(config.max_unconfirmed.max(1)),
             config,
             session: tokio::sync::Mutex::new(None),
-            next_session: AtomicU64::new(0),
         });
         let first = inner.open_session(inner.config.connect_timeout).await?;
         *inner.session.lock().await = Some(first);
@@ -309,7 +306,6 @@ impl Inner {
         publisher
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        self.next_session.fetch_add(1, Ordering::Relaxed);
         Ok(Session {
             connection: Arc::new(connection),
             publisher,

@@ -5,7 +5,10 @@
 //! [`conformance_tests!`](crate::conformance_tests) expands to one `#[tokio::test]` per check:
 //!
 //! ```ignore
-//! broker::conformance_tests!(async { std::sync::Arc::new(broker::InProcessBroker::new()) });
+//! async fn make() -> std::sync::Arc<dyn broker::Broker> {
+//!     std::sync::Arc::new(broker::InProcessBroker::new())
+//! }
+//! broker::conformance_tests!("my-prefix", make());
 //! ```
 
 use crate::{
@@ -278,6 +281,22 @@ pub async fn consumers_share_work(broker: Arc<dyn Broker>, prefix: &str) {
     cleanup(b, &q).await;
 }
 
+/// Many concurrent publishes (more than the confirm window) all arrive.
+pub async fn concurrent_publishes(broker: Arc<dyn Broker>, prefix: &str) {
+    let b = &*broker;
+    let q = declared(b, prefix, "concurrent", &QueueSpec::default()).await;
+    let n = 300u32;
+    let results = futures::future::join_all(
+        (0..n).map(|i| b.publish(&q, Message::new(i.to_le_bytes().to_vec()))),
+    )
+    .await;
+    for r in results {
+        ok(r, "concurrent publish");
+    }
+    depth_eventually(b, &q, u64::from(n)).await;
+    cleanup(b, &q).await;
+}
+
 /// Every event subscriber gets every event.
 pub async fn events_fan_out(broker: Arc<dyn Broker>, prefix: &str) {
     let b = &*broker;
@@ -446,6 +465,40 @@ pub async fn full_queue_rejects(broker: Arc<dyn Broker>, prefix: &str) {
     cleanup(b, &q).await;
 }
 
+/// A full queue with `drop-head` overflow dead-letters its oldest message to make room.
+pub async fn full_queue_drops_head(broker: Arc<dyn Broker>, prefix: &str) {
+    let b = &*broker;
+    let spec = QueueSpec {
+        max_length: Some(2),
+        overflow: Overflow::DropHead,
+        ..QueueSpec::default()
+    };
+    let q = declared(b, prefix, "drophead", &spec).await;
+    for body in ["a", "b", "c"] {
+        ok(b.publish(&q, Message::new(body)).await, "publish");
+    }
+    depth_eventually(b, &q, 2).await;
+    let mut dead = ok(
+        b.consume(&dead_letter_queue(&q), 1).await,
+        "consume dead-letter queue",
+    );
+    let d = next_within(&mut *dead, "dropped head").await;
+    assert_eq!(&d.body[..], b"a");
+    assert_eq!(
+        d.headers.get(HEADER_DEATH_REASON).map(String::as_str),
+        Some("maxlen")
+    );
+    ok(d.ack().await, "ack");
+    let mut sub = ok(b.consume(&q, 2).await, "consume");
+    for expected in [&b"b"[..], b"c"] {
+        let d = next_within(&mut *sub, "remaining").await;
+        assert_eq!(&d.body[..], expected);
+        ok(d.ack().await, "ack");
+    }
+    drop((dead, sub));
+    cleanup(b, &q).await;
+}
+
 /// Deleting a queue ends its subscriptions.
 pub async fn delete_ends_subscription(broker: Arc<dyn Broker>, prefix: &str) {
     let b = &*broker;
@@ -471,8 +524,8 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@each $prefix, $make;
             round_trip_with_headers, prefetch_bound, ack_removes, retry_redelivers_with_count,
             delivery_limit_dead_letters, dead_letter_goes_to_dlq, dropped_subscription_requeues,
-            consumers_share_work, events_fan_out, queue_depth_counts_ready, oversized_rejected,
-            unroutable_publish_fails, declare_idempotent, full_queue_rejects,
+            consumers_share_work, concurrent_publishes, events_fan_out, queue_depth_counts_ready, oversized_rejected,
+            unroutable_publish_fails, declare_idempotent, full_queue_rejects, full_queue_drops_head,
             delete_ends_subscription);
     };
     (@each $prefix:expr, $make:expr; $($name:ident),*) => {

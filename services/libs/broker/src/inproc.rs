@@ -255,19 +255,15 @@ impl Broker for InProcessBroker {
             });
         }
         // Drop-head overflow: dead-letter the oldest messages until there is room.
-        loop {
-            let Some(q) = state.queues.get_mut(queue) else {
-                break;
-            };
-            if !q.is_full() {
-                q.push(stored);
-                break;
+        while let Some(q) = state.queues.get_mut(queue) {
+            let head = if q.is_full() { q.pop() } else { None };
+            match head {
+                Some(head) => state.dead_letter(queue, head, "maxlen"),
+                None => {
+                    q.push(stored);
+                    break;
+                }
             }
-            let Some(head) = q.pop() else {
-                q.push(stored);
-                break;
-            };
-            state.dead_letter(queue, head, "maxlen");
         }
         Ok(())
     }

@@ -239,3 +239,47 @@ async fn reconnects_after_connection_loss() {
     b.delete_queue(&q).await.expect("delete");
     b.close().await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_dead_letters_oversized_messages() {
+    use broker::conformance::{assert_quiet, next_within, unique_name};
+    use broker::{dead_letter_queue, Message, QueueSpec};
+
+    let publisher = make().await;
+    let consumer = AmqpBroker::connect(
+        &amqp_url(),
+        AmqpConfig {
+            max_message_bytes: 1000,
+            ..test_config()
+        },
+    )
+    .await
+    .expect("RabbitMQ required");
+    let q = unique_name("terrafill-test.amqp", "oversized-consume");
+    publisher
+        .declare_queue(&q, &QueueSpec::default())
+        .await
+        .expect("declare");
+    publisher
+        .publish(&q, Message::new(vec![1u8; 5000]))
+        .await
+        .expect("publish big");
+    publisher
+        .publish(&q, Message::new("small"))
+        .await
+        .expect("publish small");
+    let mut sub = consumer.consume(&q, 10).await.expect("consume");
+    let d = next_within(&mut *sub, "the small message").await;
+    assert_eq!(&d.body[..], b"small");
+    d.ack().await.expect("ack");
+    assert_quiet(&mut *sub, "oversized message skipped").await;
+    let mut dead = publisher
+        .consume(&dead_letter_queue(&q), 1)
+        .await
+        .expect("consume DLQ");
+    let d = next_within(&mut *dead, "oversized message in the DLQ").await;
+    assert_eq!(d.body.len(), 5000);
+    d.ack().await.expect("ack");
+    drop((sub, dead));
+    publisher.delete_queue(&q).await.expect("delete");
+}

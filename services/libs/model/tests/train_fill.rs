@@ -8,7 +8,7 @@ use model::{train, Device, FillModel, SampleOptions, Sampler, TileInput, TrainPr
 fn training_lowers_the_loss_and_resume_continues() -> anyhow::Result<()> {
     let scene = common::scene(64);
     let mut losses = Vec::new();
-    let cfg = common::tiny(300);
+    let cfg = common::tiny(150);
     let ckpt = train(
         &scene,
         &cfg,
@@ -16,9 +16,9 @@ fn training_lowers_the_loss_and_resume_continues() -> anyhow::Result<()> {
         &Device::Cpu,
         &mut |p: &TrainProgress| losses.push(p.loss),
     )?;
-    assert_eq!(losses.len(), 300);
+    assert_eq!(losses.len(), 150);
     let first = losses[..30].iter().sum::<f32>() / 30.0;
-    let last = losses[270..].iter().sum::<f32>() / 30.0;
+    let last = losses[120..].iter().sum::<f32>() / 30.0;
     eprintln!("loss first 30 steps {first:.3}, last 30 steps {last:.3}");
     assert!(
         last < 0.6 * first,
@@ -26,18 +26,18 @@ fn training_lowers_the_loss_and_resume_continues() -> anyhow::Result<()> {
     );
 
     let model = FillModel::from_checkpoint(&ckpt, &Device::Cpu)?;
-    assert_eq!(model.history().step, 300);
-    assert_eq!(model.history().loss.len(), 30);
+    assert_eq!(model.history().step, 150);
+    assert_eq!(model.history().loss.len(), 15);
     assert_eq!(model.tile_size(), 16);
     assert_eq!(model.lead_shape(), &[3]);
 
-    // Resume to 320 steps: runs only the remaining 20.
+    // Resume to 160 steps: runs only the remaining 10.
     let mut resumed = 0;
-    let more = model::TrainConfig { steps: 320, ..cfg };
+    let more = model::TrainConfig { steps: 160, ..cfg };
     let ckpt2 = train(&scene, &more, Some(&ckpt), &Device::Cpu, &mut |_| {
         resumed += 1
     })?;
-    assert_eq!(resumed, 20);
+    assert_eq!(resumed, 10);
     assert_eq!(
         FillModel::from_checkpoint(&ckpt2, &Device::Cpu)?
             .history()

@@ -10,7 +10,7 @@ pub fn plan(job: &JobId) -> String {
 
 /// Prefix under which tile outputs are staged.
 pub fn tiles_prefix(job: &JobId) -> String {
-    format!("{job}/tiles/")
+    format!("{job}/tiles")
 }
 
 /// A staged tile output (zero-padded so listings sort by tile index).
@@ -25,7 +25,7 @@ pub fn tile_index(key: &str) -> Option<u64> {
 
 /// Prefix of the markers of written output chunks.
 pub fn chunks_prefix(job: &JobId) -> String {
-    format!("{job}/chunks/")
+    format!("{job}/chunks")
 }
 
 /// Marker: output chunk `index` is durably written.
@@ -45,7 +45,7 @@ pub fn status(job: &JobId) -> String {
 
 /// Everything of the job.
 pub fn job_prefix(job: &JobId) -> String {
-    format!("{job}/")
+    format!("{job}")
 }
 
 #[cfg(test)]

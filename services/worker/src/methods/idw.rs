@@ -5,32 +5,42 @@
 
 use std::f64::consts::TAU;
 
+use tiling::Window;
+
 /// Directions searched from each missing pixel (every 22.5°).
 pub const RAYS: usize = 16;
 
 /// Fills the NaN pixels of one `h × w` plane in place; returns how many stayed NaN (no observed
 /// pixel on any ray inside the plane).
 pub fn fill_plane(plane: &mut [f32], h: usize, w: usize) -> usize {
-    let source: Vec<f32> = plane.to_vec();
+    let region = Window::new(0, 0, h as u64, w as u64);
+    let filled = fill_region(plane, h, w, &region);
+    let unfilled = filled.iter().filter(|v| v.is_nan()).count();
+    plane.copy_from_slice(&filled);
+    unfilled
+}
+
+/// The pixels of `region` (inside the `h × w` plane) with their gaps filled from the observed
+/// pixels of the whole plane. Only the region is computed, so a wide context stays cheap.
+pub fn fill_region(plane: &[f32], h: usize, w: usize, region: &Window) -> Vec<f32> {
     let dirs: Vec<(f64, f64)> = (0..RAYS)
         .map(|k| {
             let a = TAU * k as f64 / RAYS as f64;
             (a.sin(), a.cos())
         })
         .collect();
-    let mut unfilled = 0;
-    for y in 0..h {
-        for x in 0..w {
-            if !source[y * w + x].is_nan() {
-                continue;
-            }
-            match weighted_mean(&source, h, w, y, x, &dirs) {
-                Some(v) => plane[y * w + x] = v,
-                None => unfilled += 1,
-            }
+    let mut out = Vec::with_capacity(region.area() as usize);
+    for y in region.y0 as usize..region.y1() as usize {
+        for x in region.x0 as usize..region.x1() as usize {
+            let v = plane[y * w + x];
+            out.push(if v.is_nan() {
+                weighted_mean(plane, h, w, y, x, &dirs).unwrap_or(f32::NAN)
+            } else {
+                v
+            });
         }
     }
-    unfilled
+    out
 }
 
 /// 1/d²-weighted mean of the first observed pixel along each ray from (y, x).

@@ -54,21 +54,27 @@ pub async fn compute(job: &JobContext, tiles: &[Tile]) -> Result<Vec<TileFill>, 
 /// beyond it; if a gap is wider than the margin, grows the margin (×4) up to the whole scene.
 async fn idw_tile(job: &JobContext, tile: &Tile) -> Result<TileFill, WorkerError> {
     let (h, w) = (job.grid.height(), job.grid.width());
-    let lead = job.spec.lead_len();
     let mut margin = job.grid.tile_size().max(1);
     loop {
         let context = tile.window.expand(margin, h, w);
         let data = job.read(tile.index, context).await?;
-        let inner = tile.window;
+        // The tile's window in the context's own coordinates.
+        let inner = Window::new(
+            tile.window.y0 - context.y0,
+            tile.window.x0 - context.x0,
+            tile.window.height,
+            tile.window.width,
+        );
         let (values, left) = tokio::task::spawn_blocking(move || {
-            let mut values = data.values;
             let plane = context.area() as usize;
-            for p in values.chunks_mut(plane) {
-                idw::fill_plane(p, context.height as usize, context.width as usize);
-            }
-            let cropped = context.crop(&values, lead, &inner);
-            let left = cropped.iter().filter(|v| v.is_nan()).count();
-            (cropped, left)
+            let (ch, cw) = (context.height as usize, context.width as usize);
+            let values: Vec<f32> = data
+                .values
+                .chunks(plane)
+                .flat_map(|p| idw::fill_region(p, ch, cw, &inner))
+                .collect();
+            let left = values.iter().filter(|v| v.is_nan()).count();
+            (values, left)
         })
         .await?;
         if left == 0 || covers(&context, h, w) {
