@@ -1,0 +1,168 @@
+//! Helpers shared by the end-to-end tests: scenes written with zarr-io, the `terrafill` binary,
+//! and the real services `tests/run` starts (RabbitMQ, an S3-compatible server, Python readers).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::{json, Map, Value};
+use zarr_io::{MosaicSpec, Scene, Window};
+
+/// The binary under test.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_terrafill"))
+}
+
+/// Runs the binary and returns its output.
+pub fn terrafill(args: &[&str]) -> Output {
+    let out = bin().args(args).output().expect("terrafill runs");
+    eprintln!(
+        "terrafill {}\n  exit {:?}\n  stdout: {}\n  stderr: {}",
+        args.join(" "),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A smooth, band-dependent field with cloud-like NaN gaps over `gap_fraction` of each plane
+/// (the same gaps in every plane of the last leading index only when `gap_all` is false).
+pub fn synthetic(shape: &[u64], gap_fraction: f64, seed: u64) -> Vec<f32> {
+    let (h, w) = (
+        shape[shape.len() - 2] as usize,
+        shape[shape.len() - 1] as usize,
+    );
+    let lead: u64 = shape[..shape.len() - 2].iter().product();
+    let mut v = Vec::with_capacity(lead as usize * h * w);
+    for l in 0..lead as usize {
+        for y in 0..h {
+            for x in 0..w {
+                let (fy, fx) = (y as f32 / 17.0, x as f32 / 23.0);
+                v.push(
+                    100.0 * l as f32
+                        + 40.0 * (fy + seed as f32).sin() * (fx * 0.7).cos()
+                        + 0.37 * x as f32,
+                );
+            }
+        }
+    }
+    if gap_fraction > 0.0 {
+        let plane = h * w;
+        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let target = (gap_fraction * plane as f64) as usize;
+        let mut hidden = vec![false; plane];
+        let mut count = 0;
+        while count < target {
+            let (cy, cx) = ((next() % h as u64) as i64, (next() % w as u64) as i64);
+            let r = (3 + next() % 12) as i64;
+            for y in (cy - r).max(0)..(cy + r).min(h as i64) {
+                for x in (cx - r).max(0)..(cx + r).min(w as i64) {
+                    let i = y as usize * w + x as usize;
+                    if (y - cy).pow(2) + (x - cx).pow(2) <= r * r && !hidden[i] {
+                        hidden[i] = true;
+                        count += 1;
+                    }
+                }
+            }
+        }
+        for (i, value) in v.iter_mut().enumerate() {
+            if hidden[i % plane] {
+                *value = f32::NAN;
+            }
+        }
+    }
+    v
+}
+
+/// Dimension names for a rank-3 or rank-4 scene.
+pub fn dims(rank: usize) -> Vec<String> {
+    let names: &[&str] = if rank == 4 {
+        &["time", "band", "y", "x"]
+    } else {
+        &["band", "y", "x"]
+    };
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+/// Attributes a real scene carries.
+pub fn attrs() -> Map<String, Value> {
+    let v = json!({"crs": "EPSG:32618", "geotransform": [101985.0, 30.0, 0.0, 2826915.0, 0.0, -30.0], "units": "DN"});
+    v.as_object().unwrap().clone()
+}
+
+/// Writes a float32 scene group at `url` with array `data`.
+pub fn write(url: &str, shape: &[u64], chunk: (u64, u64), values: &[f32]) {
+    let spec = MosaicSpec {
+        shape: shape.to_vec(),
+        chunk_yx: chunk,
+        dimension_names: dims(shape.len()),
+        with_spread: false,
+        array_attributes: Map::new(),
+    };
+    runtime()
+        .block_on(zarr_io::write_scene(url, "data", &spec, attrs(), values))
+        .unwrap();
+}
+
+/// Reads a whole array of a group.
+pub fn read(url: &str, array: &str) -> Vec<f32> {
+    runtime().block_on(async {
+        let s = Scene::open(url, array, None).await.unwrap();
+        s.read_window(Window::new(0, 0, s.height(), s.width()))
+            .await
+            .unwrap()
+            .values
+    })
+}
+
+/// Bit patterns, so NaNs compare too.
+pub fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The Python with zarr-python and xarray (tests/run sets TERRAFILL_PYTHON).
+pub fn python() -> PathBuf {
+    std::env::var_os("TERRAFILL_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv/bin/python"))
+}
+
+/// RabbitMQ URL for tests.
+pub fn amqp_url() -> String {
+    std::env::var("TERRAFILL_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// A unique `s3://` prefix on the test server; fails (never skips) without one.
+pub fn s3_prefix(name: &str) -> String {
+    let bucket = std::env::var("TERRAFILL_TEST_S3_BUCKET")
+        .expect("TERRAFILL_TEST_S3_BUCKET unset: run the tests through tests/run, which starts an S3 server");
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok(),
+        "AWS_ENDPOINT_URL unset: run tests/run"
+    );
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("s3://{bucket}/{name}-{nanos}")
+}
