@@ -93,6 +93,54 @@ impl UNetConfig {
         Ok(())
     }
 
+    /// Multiply-add FLOPs (2 per MAC) of one forward pass on an `h`×`w` sample, counting
+    /// convolutions, linear layers and attention matmuls (the rest is a few percent).
+    pub fn forward_flops(&self, h: usize, w: usize) -> f64 {
+        let conv =
+            |cin: usize, cout: usize, k: usize, px: usize| 2.0 * (cin * cout * k * k * px) as f64;
+        let (b, tdim) = (self.base_channels, self.time_dim());
+        let res = |cin: usize, cout: usize, px: usize| {
+            conv(cin, cout, 3, px)
+                + conv(cout, cout, 3, px)
+                + if cin == cout {
+                    0.0
+                } else {
+                    conv(cin, cout, 1, px)
+                }
+                + 2.0 * (tdim * cout) as f64
+        };
+        let widths: Vec<usize> = self.channel_mults.iter().map(|m| m * b).collect();
+        let mut px = h * w;
+        let mut f = 2.0 * (b * tdim + tdim * tdim) as f64
+            + conv(self.data_channels + self.cond_channels, b, 3, px);
+        let mut ch = b;
+        for (i, &wd) in widths.iter().enumerate() {
+            for _ in 0..self.res_blocks {
+                f += res(ch, wd, px);
+                ch = wd;
+            }
+            if i + 1 < widths.len() {
+                px /= 4;
+                f += conv(wd, wd, 3, px);
+            }
+        }
+        f += 2.0 * res(ch, ch, px);
+        if self.attention {
+            f += 2.0 * (px * ch * 4 * ch) as f64 + 4.0 * (px * px * ch) as f64;
+        }
+        for (i, &wd) in widths.iter().enumerate().rev() {
+            for _ in 0..self.res_blocks {
+                f += res(ch + wd, wd, px);
+                ch = wd;
+            }
+            if i > 0 {
+                px *= 4;
+                f += conv(wd, wd, 3, px);
+            }
+        }
+        f + conv(b, self.data_channels, 3, px)
+    }
+
     /// Spatial sizes must be multiples of this (2^(levels−1)).
     pub fn size_multiple(&self) -> usize {
         1 << (self.channel_mults.len() - 1)

@@ -1,0 +1,172 @@
+//! The distributed pipeline across real processes: RabbitMQ, an S3-compatible server, two
+//! `terrafill worker`s, one `terrafill stitcher` and `terrafill submit`. The mosaic must equal the
+//! embedded run's bit for bit — also when a worker is SIGKILLed mid-job and another takes over —
+//! and an undecodable task goes to the dead-letter queue while the job goes on.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Child processes killed when the test ends, however it ends.
+struct Fleet(Vec<Child>);
+
+impl Fleet {
+    fn spawn(&mut self, args: &[&str]) -> usize {
+        let child = bin()
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        self.0.push(child);
+        self.0.len() - 1
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn staged_tiles(staging_url: &str, job: &str) -> usize {
+    runtime().block_on(async {
+        let s = zarr_io::Staging::open(staging_url).unwrap();
+        s.list(&format!("{job}/tiles"))
+            .await
+            .map(|k| k.len())
+            .unwrap_or(0)
+    })
+}
+
+#[test]
+fn distributed_run_equals_embedded_and_survives_a_killed_worker() {
+    let amqp = amqp_url();
+    let s3 = s3_prefix("distributed");
+    let input = format!("{s3}/in.zarr");
+    let shape = [3u64, 480, 456];
+    write(&input, &shape, (128, 128), &synthetic(&shape, 0.3, 11));
+    let grid = ["--tile", "32", "--overlap", "8"];
+
+    // Reference: embedded mode, local output.
+    let dir = tempfile::tempdir().unwrap();
+    let reference = dir.path().join("ref.zarr").display().to_string();
+    let mut args = vec!["fill", input.as_str(), reference.as_str()];
+    args.extend(grid);
+    assert!(terrafill(&args).status.success());
+    let want_data = bits(&read(&reference, "data"));
+    let want_filled = read(&reference, "filled");
+
+    // A poison message on the task queue: dead-lettered, the job still completes.
+    runtime().block_on(async {
+        let b = broker::connect(Some(&amqp)).await.unwrap();
+        b.declare_queue(wire::TILE_QUEUE, &broker::QueueSpec::default())
+            .await
+            .unwrap();
+        b.publish(
+            wire::TILE_QUEUE,
+            broker::Message::new(vec![0xff_u8, 0xff, 0xff, 0x0f, 0x99]),
+        )
+        .await
+        .unwrap();
+    });
+    let dlq = broker::dead_letter_queue(wire::TILE_QUEUE);
+    let dead_before = runtime().block_on(async {
+        let b = broker::connect(Some(&amqp)).await.unwrap();
+        b.queue_depth(&dlq).await.unwrap_or(0)
+    });
+
+    let mut fleet = Fleet(Vec::new());
+    fleet.spawn(&["stitcher", "--broker", &amqp]);
+    fleet.spawn(&["worker", "--broker", &amqp]);
+    fleet.spawn(&["worker", "--broker", &amqp]);
+    let output = format!("{s3}/out.zarr");
+    let mut args = vec![
+        "submit",
+        input.as_str(),
+        output.as_str(),
+        "--broker",
+        amqp.as_str(),
+    ];
+    args.extend(grid);
+    assert!(terrafill(&args).status.success());
+    assert_eq!(
+        bits(&read(&output, "data")),
+        want_data,
+        "distributed mosaic differs from embedded"
+    );
+    assert_eq!(read(&output, "filled"), want_filled);
+    let dead_after = runtime().block_on(async {
+        let b = broker::connect(Some(&amqp)).await.unwrap();
+        b.queue_depth(&dlq).await.unwrap()
+    });
+    assert!(
+        dead_after > dead_before,
+        "the undecodable task did not reach {dlq}"
+    );
+    drop(fleet);
+
+    // Crash: SIGKILL a worker once some tiles are in, start another; same mosaic.
+    let mut fleet = Fleet(Vec::new());
+    fleet.spawn(&["stitcher", "--broker", &amqp]);
+    let victim = fleet.spawn(&["worker", "--broker", &amqp]);
+    fleet.spawn(&["worker", "--broker", &amqp]);
+    let output = format!("{s3}/crash.zarr");
+    let job = format!("crash-{}", std::process::id());
+    let mut args = vec![
+        "submit",
+        input.as_str(),
+        output.as_str(),
+        "--broker",
+        amqp.as_str(),
+        "--job-id",
+        job.as_str(),
+    ];
+    args.extend(grid);
+    let mut submit = bin()
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let staging = format!("{output}.staging");
+    let started = Instant::now();
+    while staged_tiles(&staging, &job) < 40 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no progress before the kill"
+        );
+        assert!(
+            submit.try_wait().unwrap().is_none(),
+            "job ended before the worker could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    fleet.0[victim].kill().unwrap();
+    fleet.0[victim].wait().unwrap();
+    let at_kill = staged_tiles(&staging, &job);
+    assert!(
+        submit.try_wait().unwrap().is_none(),
+        "job finished before the kill ({at_kill} tiles staged)"
+    );
+    fleet.spawn(&["worker", "--broker", &amqp]);
+    let status = submit.wait().unwrap();
+    assert!(status.success(), "submit failed after the worker crash");
+    assert_eq!(
+        bits(&read(&output, "data")),
+        want_data,
+        "mosaic after a crash differs"
+    );
+    assert_eq!(read(&output, "filled"), want_filled);
+
+    let out = terrafill(&["status", &job, "--output", &output]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"succeeded\""));
+}
