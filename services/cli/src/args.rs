@@ -103,9 +103,9 @@ pub struct FillArgs {
     /// Local workers in embedded mode.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
-    /// auto, cpu or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    /// auto, cpu or cuda:N (default: the config's `worker.device`, `auto`).
+    #[arg(long)]
+    pub device: Option<String>,
     /// Serve /metrics and /healthz here (e.g. 127.0.0.1:9100).
     #[arg(long)]
     pub metrics_addr: Option<String>,

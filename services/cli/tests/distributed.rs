@@ -1,6 +1,6 @@
 //! The distributed pipeline across real processes: RabbitMQ, an S3-compatible server, two
 //! `terrafill worker`s, one `terrafill stitcher` and `terrafill submit`. The mosaic must equal the
-//! embedded run's bit for bit — also when a worker is SIGKILLed mid-job and another takes over —
+//! embedded run's bit for bit — also when a worker and the stitcher are SIGKILLed mid-job and replacements take over —
 //! and an undecodable task goes to the dead-letter queue while the job goes on.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -47,7 +47,7 @@ fn staged_tiles(staging_url: &str, job: &str) -> usize {
 }
 
 #[test]
-fn distributed_run_equals_embedded_and_survives_a_killed_worker() {
+fn distributed_run_equals_embedded_and_survives_killed_worker_and_stitcher() {
     let amqp = amqp_url();
     let s3 = s3_prefix("distributed");
     let input = format!("{s3}/in.zarr");
@@ -113,9 +113,10 @@ fn distributed_run_equals_embedded_and_survives_a_killed_worker() {
     );
     drop(fleet);
 
-    // Crash: SIGKILL a worker once some tiles are in, start another; same mosaic.
+    // Crash: SIGKILL a worker and the stitcher once some tiles are in, start replacements; same
+    // mosaic. (The coordinator re-announces the job after 2 s without progress.)
     let mut fleet = Fleet(Vec::new());
-    fleet.spawn(&["stitcher", "--broker", &amqp]);
+    let stitcher = fleet.spawn(&["stitcher", "--broker", &amqp]);
     let victim = fleet.spawn(&["worker", "--broker", &amqp]);
     fleet.spawn(&["worker", "--broker", &amqp]);
     let output = format!("{s3}/crash.zarr");
@@ -149,14 +150,17 @@ fn distributed_run_equals_embedded_and_survives_a_killed_worker() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    fleet.0[victim].kill().unwrap();
-    fleet.0[victim].wait().unwrap();
+    for i in [victim, stitcher] {
+        fleet.0[i].kill().unwrap();
+        fleet.0[i].wait().unwrap();
+    }
     let at_kill = staged_tiles(&staging, &job);
     assert!(
         submit.try_wait().unwrap().is_none(),
         "job finished before the kill ({at_kill} tiles staged)"
     );
     fleet.spawn(&["worker", "--broker", &amqp]);
+    fleet.spawn(&["stitcher", "--broker", &amqp]);
     let status = submit.wait().unwrap();
     assert!(status.success(), "submit failed after the worker crash");
     assert_eq!(

@@ -13,7 +13,7 @@ pub enum CoordinatorError {
         /// What was being done.
         context: String,
         /// The storage error.
-        source: zarr_io::ZarrIoError,
+        source: Box<zarr_io::ZarrIoError>,
     },
     /// A wire-level problem (job id, spec, staged plan).
     #[error(transparent)]
@@ -37,4 +37,15 @@ pub enum CoordinatorError {
         /// Job id.
         job: String,
     },
+}
+
+impl CoordinatorError {
+    /// A storage error with what was being done.
+    pub fn storage(context: impl Into<String>) -> impl FnOnce(zarr_io::ZarrIoError) -> Self {
+        let context = context.into();
+        move |source| Self::Storage {
+            context,
+            source: Box::new(source),
+        }
+    }
 }

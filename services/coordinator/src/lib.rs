@@ -66,10 +66,7 @@ pub async fn submit(
         .staging
         .list(&staging_keys::tiles_prefix(&job.id))
         .await
-        .map_err(|source| CoordinatorError::Storage {
-            context: "listing staged tiles".into(),
-            source,
-        })?
+        .map_err(CoordinatorError::storage("listing staged tiles"))?
         .iter()
         .filter_map(|k| staging_keys::tile_index(k))
         .collect();
@@ -175,10 +172,9 @@ pub async fn read_status(
     let bytes = staging
         .get(&staging_keys::status(id))
         .await
-        .map_err(|source| CoordinatorError::Storage {
-            context: format!("reading status of job {id}"),
-            source,
-        })?;
+        .map_err(CoordinatorError::storage(format!(
+            "reading status of job {id}"
+        )))?;
     bytes
         .map(|b| wire::decode::<JobStatus>("JobStatus", &b, usize::MAX))
         .transpose()

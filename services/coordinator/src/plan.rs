@@ -35,7 +35,7 @@ pub(crate) async fn plan(
 ) -> Result<PlannedJob, CoordinatorError> {
     req.validate()?;
     let id = req.job_id()?;
-    let storage = |context: String| move |source| CoordinatorError::Storage { context, source };
+    let storage = |c: String| CoordinatorError::storage(c);
     let mask = req.mask_array.as_deref();
     let scene = Scene::open(&req.input, &req.array, mask)
         .await
@@ -84,7 +84,7 @@ pub(crate) async fn plan(
     let dirty = match staging
         .get(&staging_keys::plan(&id))
         .await
-        .map_err(storage("reading plan".into()))?
+        .map_err(storage("reading plan".to_owned()))?
     {
         Some(bytes) => reuse_plan(&id, &spec, &grid, &bytes)?,
         None => {
@@ -148,14 +148,13 @@ async fn find_dirty_tiles(
             dirty.insert(tile.index);
             continue;
         }
-        let data =
-            scene
-                .read_window(tile.window)
-                .await
-                .map_err(|source| CoordinatorError::Storage {
-                    context: format!("scanning tile {} of job {id}", tile.index),
-                    source,
-                })?;
+        let data = scene
+            .read_window(tile.window)
+            .await
+            .map_err(CoordinatorError::storage(format!(
+                "scanning tile {} of job {id}",
+                tile.index
+            )))?;
         if data.values.iter().any(|v| v.is_nan()) {
             dirty.insert(tile.index);
         }

@@ -14,6 +14,10 @@ const DEFAULT_OVERLAP: u64 = 32;
 
 pub async fn fill(args: &FillArgs, cfg: &Config) -> anyhow::Result<()> {
     let req = request(args).await?;
+    let mut cfg = cfg.clone();
+    if let Some(device) = &args.device {
+        cfg.worker.device = device.clone();
+    }
     let shutdown = telemetry::shutdown_on_signal();
     let addr = args
         .metrics_addr
@@ -26,7 +30,7 @@ pub async fn fill(args: &FillArgs, cfg: &Config) -> anyhow::Result<()> {
         &req,
         args.broker.as_deref(),
         args.workers,
-        cfg,
+        &cfg,
         &registry,
         &shutdown,
     )

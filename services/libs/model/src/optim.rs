@@ -72,11 +72,13 @@ impl AdamW {
         let bc2 = 1.0 - BETA2.powi(self.step as i32);
         for s in &mut self.slots {
             let Some(g) = grads.get(&s.var) else { continue };
-            let g = (g * scale)?;
-            s.m = ((&s.m * BETA1)? + (&g * (1.0 - BETA1))?)?;
-            s.v = ((&s.v * BETA2)? + (g.sqr()? * (1.0 - BETA2))?)?;
+            // Detached so the moments do not keep every step's autograd graph alive.
+            let g = (g.detach() * scale)?;
+            s.m = ((&s.m * BETA1)? + (&g * (1.0 - BETA1))?)?.detach();
+            s.v = ((&s.v * BETA2)? + (g.sqr()? * (1.0 - BETA2))?)?.detach();
             let update = ((&s.m / bc1)? / ((&s.v / bc2)?.sqrt()? + EPS)?)?;
-            let theta = ((s.var.as_tensor() * (1.0 - lr * self.weight_decay))? - (update * lr)?)?;
+            let theta =
+                ((s.var.as_tensor().detach() * (1.0 - lr * self.weight_decay))? - (update * lr)?)?;
             s.var.set(&theta)?;
         }
         Ok(norm)

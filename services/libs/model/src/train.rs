@@ -57,7 +57,7 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
-            steps: 1200,
+            steps: 800,
             tile: 32,
             batch: 16,
             lr: 2e-3,

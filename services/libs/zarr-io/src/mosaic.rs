@@ -7,7 +7,7 @@ use std::sync::Arc;
 use object_store::path::Path;
 use object_store::ObjectStoreExt;
 use serde_json::{Map, Value};
-use tiling::Window;
+use tiling::{ChunkGrid, Window};
 use zarrs::array::codec::ZstdCodec;
 use zarrs::array::{data_type, Array, ArrayBuilder, ArrayCreateError, DataType, Element};
 use zarrs::group::GroupBuilder;
@@ -142,24 +142,20 @@ impl Mosaic {
         &self.spec
     }
 
+    /// The chunk grid of the `y`, `x` plane (geometry lives in `tiling`).
+    pub fn chunks(&self) -> ChunkGrid {
+        let (h, w) = self.height_width();
+        ChunkGrid::new(h, w, self.spec.chunk_yx.0, self.spec.chunk_yx.1)
+    }
+
     /// Number of chunk rows and columns in the `y`, `x` plane.
     pub fn chunk_grid(&self) -> (u64, u64) {
-        let (h, w) = self.height_width();
-        let (cy, cx) = self.spec.chunk_yx;
-        (h.div_ceil(cy), w.div_ceil(cx))
+        self.chunks().shape()
     }
 
     /// The pixels of chunk (`cy`, `cx`), clipped to the array (edge chunks are smaller).
     pub fn chunk_window(&self, cy: u64, cx: u64) -> Window {
-        let (h, w) = self.height_width();
-        let (ch, cw) = self.spec.chunk_yx;
-        let (y0, x0) = (cy.saturating_mul(ch), cx.saturating_mul(cw));
-        Window::new(
-            y0,
-            x0,
-            ch.min(h.saturating_sub(y0)),
-            cw.min(w.saturating_sub(x0)),
-        )
+        self.chunks().window(cy, cx)
     }
 
     /// Product of the leading dimensions (1 for rank 2).
