@@ -179,7 +179,7 @@ if cm != open("config/distributed.toml").read():
 open(os.path.join(work, "configmap.toml"), "w").write(cm)
 
 # 6. config/default.toml documents every key with its default.
-expected = {"coordinator": {"max_queued": 256, "poll_ms": 200, "reannounce_s": 15},
+expected = {"coordinator": {"max_queued": 256, "poll_ms": 100, "reannounce_s": 15},
             "worker": {"batch": 4, "linger_ms": 20, "device": "auto"},
             "stitcher": {"prefetch": 64, "status_interval_ms": 500},
             "telemetry": {}}

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 /// All sections of a terrafill configuration.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// `[coordinator]`.
@@ -17,7 +17,7 @@ pub struct Config {
 }
 
 /// `[telemetry]`.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
     /// Address for /metrics /healthz /readyz (none: not served).
@@ -30,4 +30,29 @@ pub struct TelemetryConfig {
 /// A message naming the file or variable at fault.
 pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
     Ok(telemetry::load_config(file)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_file(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../config")
+            .join(name)
+    }
+
+    #[test]
+    fn default_toml_documents_exactly_the_defaults() -> anyhow::Result<()> {
+        let documented = load(Some(&repo_file("default.toml")))?;
+        assert_eq!(documented, Config::default());
+        Ok(())
+    }
+
+    #[test]
+    fn distributed_example_parses() -> anyhow::Result<()> {
+        let cfg = load(Some(&repo_file("distributed.toml")))?;
+        assert_eq!(cfg.worker.batch, 8);
+        Ok(())
+    }
 }

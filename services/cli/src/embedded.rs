@@ -79,6 +79,9 @@ pub async fn fill(
             tracing::warn!(%error, "local service stopped with an error");
         }
     }
+    if let Err(error) = broker.close().await {
+        tracing::warn!(%error, "closing the broker connection failed");
+    }
     result.with_context(|| format!("filling {} into {}", req.input, req.output))
 }
 

@@ -22,7 +22,7 @@ pub use plan::PlannedJob;
 pub use request::FillRequest;
 
 /// Coordinator settings (`[coordinator]` in the config file).
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CoordinatorConfig {
     /// Most tile tasks waiting in the queue at once (bounds broker memory).

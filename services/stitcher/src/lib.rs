@@ -20,7 +20,7 @@ pub use job::{Loaded, StitchJob};
 pub use metrics::StitcherMetrics;
 
 /// Stitcher settings (`[stitcher]` in the config file).
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StitcherConfig {
     /// Unacknowledged events held at once.

@@ -21,7 +21,7 @@ pub use job::{JobCache, JobContext};
 pub use metrics::WorkerMetrics;
 
 /// Worker settings (`[worker]` in the config file).
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerConfig {
     /// Tiles taken per batch (and the prefetch); diffusion runs a batch in one forward pass.

@@ -78,6 +78,7 @@ pub async fn submit(args: &SubmitArgs, cfg: &Config) -> anyhow::Result<()> {
     )
     .await;
     progress.finish();
+    let _ = broker.close().await;
     report(&status?);
     shutdown.cancel();
     Ok(())

@@ -1,5 +1,7 @@
 //! `worker` and `stitcher`: long-running services against a broker.
 
+use std::sync::Arc;
+
 use crate::args::ServiceArgs;
 use crate::config::Config;
 
@@ -19,10 +21,13 @@ pub async fn worker(args: &ServiceArgs, cfg: &Config) -> anyhow::Result<()> {
         .or(cfg.telemetry.metrics_addr.as_deref());
     let registry = super::metrics_server(addr, health.clone(), &shutdown).await?;
     let metrics = worker::WorkerMetrics::register(&registry)?;
-    let broker = crate::embedded::connect(&args.broker).await?;
+    let Some(broker) = connect_or_stop(&args.broker, &shutdown).await? else {
+        return Ok(());
+    };
     tracing::info!(device = %wcfg.device, batch = wcfg.batch, "worker started");
-    worker::run(&wcfg, broker, metrics, health, shutdown).await?;
-    Ok(())
+    let result = worker::run(&wcfg, broker.clone(), metrics, health, shutdown).await;
+    close(&broker).await;
+    Ok(result?)
 }
 
 pub async fn stitcher(args: &ServiceArgs, cfg: &Config) -> anyhow::Result<()> {
@@ -34,8 +39,29 @@ pub async fn stitcher(args: &ServiceArgs, cfg: &Config) -> anyhow::Result<()> {
         .or(cfg.telemetry.metrics_addr.as_deref());
     let registry = super::metrics_server(addr, health.clone(), &shutdown).await?;
     let metrics = stitcher::StitcherMetrics::register(&registry)?;
-    let broker = crate::embedded::connect(&args.broker).await?;
+    let Some(broker) = connect_or_stop(&args.broker, &shutdown).await? else {
+        return Ok(());
+    };
     tracing::info!("stitcher started");
-    stitcher::run(&cfg.stitcher, broker, metrics, health, shutdown).await?;
-    Ok(())
+    let result = stitcher::run(&cfg.stitcher, broker.clone(), metrics, health, shutdown).await;
+    close(&broker).await;
+    Ok(result?)
+}
+
+/// Connects to the broker unless shutdown comes first (then `None`).
+async fn connect_or_stop(
+    url: &str,
+    shutdown: &telemetry::Shutdown,
+) -> anyhow::Result<Option<Arc<dyn broker::Broker>>> {
+    tokio::select! {
+        b = crate::embedded::connect(url) => Ok(Some(b?)),
+        _ = shutdown.cancelled() => Ok(None),
+    }
+}
+
+/// Closes the broker connection so the process exits without cutting it.
+async fn close(broker: &Arc<dyn broker::Broker>) {
+    if let Err(error) = broker.close().await {
+        tracing::warn!(%error, "closing the broker connection failed");
+    }
 }

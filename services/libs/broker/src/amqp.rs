@@ -849,6 +849,10 @@ impl Broker for AmqpBroker {
     fn max_message_bytes(&self) -> usize {
         self.inner.config.max_message_bytes
     }
+
+    async fn close(&self) -> Result<(), BrokerError> {
+        AmqpBroker::close(self).await
+    }
 }
 
 /// What a subscription consumes.

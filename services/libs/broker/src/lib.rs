@@ -190,6 +190,14 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
 
     /// The largest message body this broker accepts, in bytes.
     fn max_message_bytes(&self) -> usize;
+
+    /// Closes the connection cleanly (warm shutdown); later calls may fail. Default: nothing.
+    ///
+    /// # Errors
+    /// Connection errors while closing.
+    async fn close(&self) -> Result<(), BrokerError> {
+        Ok(())
+    }
 }
 
 /// A stream of deliveries from a queue or an event exchange.
