@@ -38,7 +38,7 @@ impl Default for CoordinatorConfig {
     fn default() -> Self {
         Self {
             max_queued: 256,
-            poll_ms: 200,
+            poll_ms: 100,
             reannounce_s: 15,
         }
     }
