@@ -84,11 +84,10 @@ pub async fn submit(
             job: Some(job.spec.clone()),
             tile_index: index,
         };
-        let mut msg = Message::new(wire::encode(&task));
-        msg.headers
-            .insert(wire::HEADER_TYPE.into(), wire::types::TILE_TASK.into());
-        msg.headers
-            .insert(wire::HEADER_JOB.into(), job.id.to_string());
+        let msg = Message {
+            body: wire::encode(&task),
+            headers: wire::headers(wire::types::TILE_TASK, job.id.as_str()),
+        };
         broker.publish(wire::TILE_QUEUE, msg).await?;
         metrics.tiles_published.inc();
     }
@@ -197,11 +196,10 @@ async fn announce(broker: &Arc<dyn Broker>, job: &PlannedJob) -> Result<(), Coor
     let event = StitchEvent {
         event: Some(stitch_event::Event::Started(started)),
     };
-    let mut msg = Message::new(wire::encode(&event));
-    msg.headers
-        .insert(wire::HEADER_TYPE.into(), wire::types::STITCH_EVENT.into());
-    msg.headers
-        .insert(wire::HEADER_JOB.into(), job.id.to_string());
+    let msg = Message {
+        body: wire::encode(&event),
+        headers: wire::headers(wire::types::STITCH_EVENT, job.id.as_str()),
+    };
     broker.publish(wire::STITCH_QUEUE, msg).await?;
     Ok(())
 }

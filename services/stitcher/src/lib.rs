@@ -216,11 +216,10 @@ impl Stitcher {
 
     /// Publishes a status event; progress events are best effort (the staged status is durable).
     async fn announce(&self, status: JobStatus) {
-        let mut msg = Message::new(wire::encode(&status));
-        msg.headers
-            .insert(wire::HEADER_TYPE.into(), wire::types::JOB_STATUS.into());
-        msg.headers
-            .insert(wire::HEADER_JOB.into(), status.job_id.clone());
+        let msg = Message {
+            body: wire::encode(&status),
+            headers: wire::headers(wire::types::JOB_STATUS, &status.job_id),
+        };
         if let Err(error) = self.broker.publish_event(wire::STATUS_EXCHANGE, msg).await {
             tracing::warn!(%error, "cannot publish job status");
         }

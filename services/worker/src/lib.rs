@@ -319,10 +319,10 @@ async fn publish_result(broker: &Arc<dyn Broker>, result: TileResult) -> Result<
     let event = StitchEvent {
         event: Some(stitch_event::Event::Tile(result)),
     };
-    let mut msg = Message::new(wire::encode(&event));
-    msg.headers
-        .insert(wire::HEADER_TYPE.into(), wire::types::STITCH_EVENT.into());
-    msg.headers.insert(wire::HEADER_JOB.into(), job);
+    let msg = Message {
+        body: wire::encode(&event),
+        headers: wire::headers(wire::types::STITCH_EVENT, &job),
+    };
     broker.publish(wire::STITCH_QUEUE, msg).await?;
     Ok(())
 }

@@ -18,13 +18,11 @@ pub async fn fill(args: &FillArgs, cfg: &Config) -> anyhow::Result<()> {
     if let Some(device) = &args.device {
         cfg.worker.device = device.clone();
     }
-    let shutdown = telemetry::shutdown_on_signal();
-    let addr = args
-        .metrics_addr
-        .as_deref()
-        .or(cfg.telemetry.metrics_addr.as_deref());
-    let health = telemetry::Health::default();
-    let registry = super::metrics_server(addr, health.clone(), &shutdown).await?;
+    let super::Served {
+        shutdown,
+        health,
+        registry,
+    } = super::serve(args.metrics_addr.as_deref(), &cfg).await?;
     health.set_ready(true);
     let status = crate::embedded::fill(
         &req,
@@ -47,14 +45,11 @@ pub async fn submit(args: &SubmitArgs, cfg: &Config) -> anyhow::Result<()> {
         .as_deref()
         .context("submit needs --broker (or TERRAFILL_BROKER)")?;
     let req = request(&args.fill).await?;
-    let shutdown = telemetry::shutdown_on_signal();
-    let addr = args
-        .fill
-        .metrics_addr
-        .as_deref()
-        .or(cfg.telemetry.metrics_addr.as_deref());
-    let health = telemetry::Health::default();
-    let registry = super::metrics_server(addr, health.clone(), &shutdown).await?;
+    let super::Served {
+        shutdown,
+        health,
+        registry,
+    } = super::serve(args.fill.metrics_addr.as_deref(), cfg).await?;
     let metrics = coordinator::CoordinatorMetrics::register(&registry)?;
     let broker = crate::embedded::connect(broker_url).await?;
     health.set_ready(true);

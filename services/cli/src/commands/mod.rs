@@ -27,15 +27,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Starts the metrics server when an address is configured; returns the registry to fill.
-async fn metrics_server(
-    addr: Option<&str>,
+/// What every command that serves metrics starts with: the shutdown signal, the health flag and
+/// the registry, served on `--metrics-addr` (or the config's `telemetry.metrics_addr`) if set.
+struct Served {
+    shutdown: telemetry::Shutdown,
     health: telemetry::Health,
-    shutdown: &telemetry::Shutdown,
-) -> anyhow::Result<prometheus::Registry> {
+    registry: prometheus::Registry,
+}
+
+async fn serve(flag: Option<&str>, cfg: &crate::config::Config) -> anyhow::Result<Served> {
+    let shutdown = telemetry::shutdown_on_signal();
+    let health = telemetry::Health::default();
     let registry = prometheus::Registry::new();
-    if let Some(addr) = addr {
-        telemetry::serve_metrics(addr, registry.clone(), health, shutdown.clone()).await?;
+    if let Some(addr) = flag.or(cfg.telemetry.metrics_addr.as_deref()) {
+        telemetry::serve_metrics(addr, registry.clone(), health.clone(), shutdown.clone()).await?;
     }
-    Ok(registry)
+    Ok(Served {
+        shutdown,
+        health,
+        registry,
+    })
 }

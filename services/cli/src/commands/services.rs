@@ -13,13 +13,11 @@ pub async fn worker(args: &ServiceArgs, cfg: &Config) -> anyhow::Result<()> {
     if let Some(b) = args.batch {
         wcfg.batch = b;
     }
-    let shutdown = telemetry::shutdown_on_signal();
-    let health = telemetry::Health::default();
-    let addr = args
-        .metrics_addr
-        .as_deref()
-        .or(cfg.telemetry.metrics_addr.as_deref());
-    let registry = super::metrics_server(addr, health.clone(), &shutdown).await?;
+    let super::Served {
+        shutdown,
+        health,
+        registry,
+    } = super::serve(args.metrics_addr.as_deref(), cfg).await?;
     let metrics = worker::WorkerMetrics::register(&registry)?;
     let Some(broker) = connect_or_stop(&args.broker, &shutdown).await? else {
         return Ok(());
@@ -31,13 +29,11 @@ pub async fn worker(args: &ServiceArgs, cfg: &Config) -> anyhow::Result<()> {
 }
 
 pub async fn stitcher(args: &ServiceArgs, cfg: &Config) -> anyhow::Result<()> {
-    let shutdown = telemetry::shutdown_on_signal();
-    let health = telemetry::Health::default();
-    let addr = args
-        .metrics_addr
-        .as_deref()
-        .or(cfg.telemetry.metrics_addr.as_deref());
-    let registry = super::metrics_server(addr, health.clone(), &shutdown).await?;
+    let super::Served {
+        shutdown,
+        health,
+        registry,
+    } = super::serve(args.metrics_addr.as_deref(), cfg).await?;
     let metrics = stitcher::StitcherMetrics::register(&registry)?;
     let Some(broker) = connect_or_stop(&args.broker, &shutdown).await? else {
         return Ok(());

@@ -24,3 +24,13 @@ pub mod types {
 
 /// Largest message any terrafill service accepts (tile tasks and events are a few hundred bytes).
 pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+/// The headers every terrafill message carries: its type and its job.
+pub fn headers(type_name: &str, job: &str) -> std::collections::BTreeMap<String, String> {
+    [
+        (HEADER_TYPE.to_owned(), type_name.to_owned()),
+        (HEADER_JOB.to_owned(), job.to_owned()),
+    ]
+    .into_iter()
+    .collect()
+}
