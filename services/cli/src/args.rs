@@ -172,6 +172,9 @@ pub struct EvalArgs {
     /// prediction's `filled` array, else every pixel.
     #[arg(long)]
     pub mask: Option<String>,
+    /// Also compare semivariograms (texture) up to this lag in pixels, per band.
+    #[arg(long)]
+    pub variogram: Option<usize>,
 }
 
 /// `train`.

@@ -86,6 +86,20 @@ fn idw_fills_every_gap_and_keeps_observed_pixels() {
     let rmse = (err2 / n as f64).sqrt();
     // The field varies by ±40 around its band offset; a sensible interpolation stays far below.
     assert!(rmse < 6.0, "idw RMSE {rmse} on a smooth field");
+
+    // `eval` scores exactly the filled pixels against the truth.
+    let truth_url = dir.path().join("truth.zarr").display().to_string();
+    write(&truth_url, &shape, (64, 64), &truth);
+    let out = terrafill(&["eval", &output, &truth_url, "--variogram", "3"]);
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["overall"]["pixels"].as_u64(), Some(n as u64));
+    let reported = report["overall"]["rmse"].as_f64().unwrap();
+    assert!(
+        (reported - rmse).abs() < 1e-3 * rmse.max(1.0),
+        "eval RMSE {reported} vs {rmse}"
+    );
+    assert_eq!(report["variogram"].as_array().map(Vec::len), Some(3));
 }
 
 #[test]

@@ -48,7 +48,25 @@ pub async fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     };
     let p = pred.read_window(all).await?.values;
     let t = truth.read_window(all).await?.values;
-    let report = scoring::score(&p, &t, select.as_deref(), h as usize, w as usize);
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    let (h, w) = (h as usize, w as usize);
+    let report = scoring::score(&p, &t, select.as_deref(), h, w);
+    let mut json = serde_json::to_value(&report)?;
+    if let Some(max_lag) = args.variogram {
+        let plane = h * w;
+        let bands: Vec<serde_json::Value> = (0..t.len() / plane.max(1))
+            .map(|b| {
+                let r = b * plane..(b + 1) * plane;
+                let pv = scoring::semivariogram(&p[r.clone()], None, h, w, max_lag);
+                let tv = scoring::semivariogram(&t[r], None, h, w, max_lag);
+                serde_json::json!({
+                    "log_ratio_error": scoring::log_ratio_error(&pv, &tv),
+                    "prediction": pv,
+                    "truth": tv,
+                })
+            })
+            .collect();
+        json["variogram"] = bands.into();
+    }
+    println!("{}", serde_json::to_string_pretty(&json)?);
     Ok(())
 }

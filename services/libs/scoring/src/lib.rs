@@ -4,6 +4,10 @@
 
 use serde::Serialize;
 
+mod variogram;
+
+pub use variogram::{log_ratio_error, semivariogram, Variogram};
+
 /// Scores of one band (or of all bands together).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Scores {
