@@ -3,6 +3,7 @@
 use candle_core::{DType, Device, Tensor};
 
 use crate::checkpoint::{Checkpoint, ModelMeta, TrainingHistory};
+use crate::denoise::predict_eps;
 use crate::error::TensorContext;
 use crate::layout::{write_cond, Layout};
 use crate::normalise::Normalisation;
@@ -253,8 +254,7 @@ impl FillModel {
             clip: Some((&lo, &hi)),
         };
         let mut eps = |x: &candle_core::Tensor, t: usize| {
-            let tt = Tensor::full(t as u32, n, dev)?;
-            self.unet.forward(x, &cond, &tt, None)
+            predict_eps(&self.unet, x, &cond, &vec![t as u32; n])
         };
         let x0 = sample(&self.schedule, sampler, &known, &mut noise, &mut eps).ctx("sampling")?;
         let flat: Vec<f32> = x0

@@ -13,6 +13,7 @@
 pub mod blocks;
 mod checkpoint;
 mod dataset;
+mod denoise;
 mod device;
 mod error;
 mod fill;

@@ -15,6 +15,7 @@ use crate::checkpoint::{
     vars_of, Checkpoint, HostTensor, ModelMeta, TrainingHistory, ADAM_M, ADAM_V, MODEL_PREFIX,
 };
 use crate::dataset::Dataset;
+use crate::denoise::predict_eps;
 use crate::error::TensorContext;
 use crate::layout::Layout;
 use crate::normalise::Normalisation;
@@ -246,10 +247,10 @@ pub fn train(
         let loss = (|| -> candle_core::Result<Tensor> {
             let x_t = Tensor::from_vec(batch.x_t, (n, b, s, s), device)?;
             let cond = Tensor::from_vec(batch.cond, (n, meta.unet.cond_channels, s, s), device)?;
-            let t = Tensor::from_vec(batch.t, n, device)?;
+
             let eps = Tensor::from_vec(batch.eps, (n, b, s, s), device)?;
             let w = Tensor::from_vec(batch.weight, (n, b, s, s), device)?;
-            let pred = unet.forward(&x_t, &cond, &t, None)?;
+            let pred = predict_eps(&unet, &x_t, &cond, &batch.t)?;
             let denom = w.sum_all()?.to_scalar::<f32>()?.max(1.0);
             ((pred - eps)?.sqr()? * w)?.sum_all()? / f64::from(denom)
         })()

@@ -174,3 +174,12 @@ fn wrong_band_count_vs_input_is_named() -> anyhow::Result<()> {
         .is_err());
     Ok(())
 }
+
+#[test]
+fn bundled_landsat7_checkpoint_loads() -> anyhow::Result<()> {
+    let bytes = include_bytes!("../assets/landsat7_rgb.safetensors");
+    let m = FillModel::from_checkpoint(bytes, &Device::Cpu)?;
+    assert_eq!((m.tile_size(), m.lead_shape()), (32, &[3usize][..]));
+    assert_eq!(m.history().step, 800);
+    Ok(())
+}

@@ -42,7 +42,7 @@ fn training_lowers_the_loss_and_resume_continues() -> anyhow::Result<()> {
         FillModel::from_checkpoint(&ckpt2, &Device::Cpu)?
             .history()
             .step,
-        320
+        160
     );
     Ok(())
 }
