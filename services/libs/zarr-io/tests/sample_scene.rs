@@ -3,7 +3,11 @@
 use anyhow::ensure;
 use zarr_io::{Scene, Window};
 
-const SAMPLE: &str = "/work/shared/data/landsat7_rgb.zarr";
+/// `../shared/data` beside the repository (the layout CI and every checkout have).
+const SAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../../shared/data/landsat7_rgb.zarr"
+);
 
 #[tokio::test]
 async fn landsat_sample_masked_pixels_are_nan() -> anyhow::Result<()> {
