@@ -79,8 +79,8 @@ pub struct FillArgs {
     /// Write this ensemble member instead of the mean.
     #[arg(long)]
     pub member: Option<u32>,
-    /// DDIM η (0 = deterministic DDIM, 1 = DDPM-like).
-    #[arg(long, default_value_t = 0.0)]
+    /// DDIM η: 1 (default) samples like DDPM; 0 is deterministic DDIM (worse fills in our tests).
+    #[arg(long, default_value_t = 1.0)]
     pub eta: f32,
     /// Tile size in pixels (diffusion: default the checkpoint's).
     #[arg(long)]

@@ -56,7 +56,7 @@ impl FillRequest {
             steps: 25,
             ensemble: 4,
             member: None,
-            eta: 0.0,
+            eta: 1.0,
             job_id: None,
             staging: None,
         }
