@@ -27,6 +27,25 @@ impl Fleet {
     }
 }
 
+impl Fleet {
+    /// A stitcher (index 0) and two workers (indices 1 and 2) on `amqp`.
+    fn cluster(amqp: &str) -> Self {
+        let mut fleet = Fleet(Vec::new());
+        fleet.spawn(&["stitcher", "--broker", amqp]);
+        fleet.spawn(&["worker", "--broker", amqp]);
+        fleet.spawn(&["worker", "--broker", amqp]);
+        fleet
+    }
+}
+
+/// Messages waiting in a dead-letter queue (0 before it exists).
+fn dead_letters(amqp: &str, dlq: &str) -> u64 {
+    runtime().block_on(async {
+        let b = broker::connect(Some(amqp)).await.unwrap();
+        b.queue_depth(dlq).await.unwrap_or(0)
+    })
+}
+
 impl Drop for Fleet {
     fn drop(&mut self) {
         for c in &mut self.0 {
@@ -78,15 +97,9 @@ fn distributed_run_equals_embedded_and_survives_killed_worker_and_stitcher() {
         .unwrap();
     });
     let dlq = broker::dead_letter_queue(wire::TILE_QUEUE);
-    let dead_before = runtime().block_on(async {
-        let b = broker::connect(Some(&amqp)).await.unwrap();
-        b.queue_depth(&dlq).await.unwrap_or(0)
-    });
+    let dead_before = dead_letters(&amqp, &dlq);
 
-    let mut fleet = Fleet(Vec::new());
-    fleet.spawn(&["stitcher", "--broker", &amqp]);
-    fleet.spawn(&["worker", "--broker", &amqp]);
-    fleet.spawn(&["worker", "--broker", &amqp]);
+    let fleet = Fleet::cluster(&amqp);
     let output = format!("{s3}/out.zarr");
     let mut args = vec![
         "submit",
@@ -103,10 +116,7 @@ fn distributed_run_equals_embedded_and_survives_killed_worker_and_stitcher() {
         "distributed mosaic differs from embedded"
     );
     assert_eq!(read(&output, "filled"), want_filled);
-    let dead_after = runtime().block_on(async {
-        let b = broker::connect(Some(&amqp)).await.unwrap();
-        b.queue_depth(&dlq).await.unwrap()
-    });
+    let dead_after = dead_letters(&amqp, &dlq);
     assert!(
         dead_after > dead_before,
         "the undecodable task did not reach {dlq}"
@@ -115,10 +125,8 @@ fn distributed_run_equals_embedded_and_survives_killed_worker_and_stitcher() {
 
     // Crash: SIGKILL a worker and the stitcher once some tiles are in, start replacements; same
     // mosaic. (The coordinator re-announces the job after 2 s without progress.)
-    let mut fleet = Fleet(Vec::new());
-    let stitcher = fleet.spawn(&["stitcher", "--broker", &amqp]);
-    let victim = fleet.spawn(&["worker", "--broker", &amqp]);
-    fleet.spawn(&["worker", "--broker", &amqp]);
+    let mut fleet = Fleet::cluster(&amqp);
+    let (stitcher, victim) = (0, 1);
     let output = format!("{s3}/crash.zarr");
     let job = format!("crash-{}", std::process::id());
     let mut args = vec![

@@ -102,23 +102,7 @@ impl JobContext {
     /// # Errors
     /// [`WorkerError::Storage`] naming the tile.
     pub async fn read(&self, tile: u64, window: Window) -> Result<TileData, WorkerError> {
-        let timer = self
-            .metrics
-            .stage_seconds
-            .with_label_values(&["read"])
-            .start_timer();
-        let data = self
-            .scene
-            .read_window(window)
-            .await
-            .map_err(|source| WorkerError::Storage {
-                job: self.id.to_string(),
-                tile,
-                source,
-            })?;
-        timer.observe_duration();
-        self.metrics.bytes_read.inc_by(4 * data.values.len() as u64);
-        Ok(data)
+        self.timed_read(tile, self.scene.read_window(window)).await
     }
 
     /// Reads `window` padded by reflection to `out_h × out_w` (scenes smaller than a tile).
@@ -132,15 +116,27 @@ impl JobContext {
         out_h: u64,
         out_w: u64,
     ) -> Result<TileData, WorkerError> {
-        let data = self
-            .scene
-            .read_window_padded(window, out_h, out_w)
+        self.timed_read(tile, self.scene.read_window_padded(window, out_h, out_w))
             .await
-            .map_err(|source| WorkerError::Storage {
-                job: self.id.to_string(),
-                tile,
-                source,
-            })?;
+    }
+
+    /// Awaits a scene read, recording its time and size and naming the tile on failure.
+    async fn timed_read(
+        &self,
+        tile: u64,
+        read: impl std::future::Future<Output = Result<TileData, zarr_io::ZarrIoError>>,
+    ) -> Result<TileData, WorkerError> {
+        let timer = self
+            .metrics
+            .stage_seconds
+            .with_label_values(&["read"])
+            .start_timer();
+        let data = read.await.map_err(|source| WorkerError::Storage {
+            job: self.id.to_string(),
+            tile,
+            source,
+        })?;
+        timer.observe_duration();
         self.metrics.bytes_read.inc_by(4 * data.values.len() as u64);
         Ok(data)
     }
