@@ -1,5 +1,7 @@
 //! The diffusion method in the worker: loads the checkpoint once per job and fills batches of
-//! tiles. Tiles are padded by reflection to the model's tile size and cropped back afterwards.
+//! tiles. Each tile comes with its IDW interpolation from the pixels around it (the prior the
+//! model refines); both are padded by reflection to the model's tile size and cropped back
+//! afterwards.
 
 use std::sync::Arc;
 
@@ -8,7 +10,7 @@ use tiling::{Tile, Window};
 use wire::v1::JobSpec;
 
 use crate::job::JobContext;
-use crate::methods::TileFill;
+use crate::methods::{idw_with_context, TileFill};
 use crate::WorkerError;
 
 /// Reads and validates the job's checkpoint on the worker's device.
@@ -65,17 +67,24 @@ pub(crate) async fn compute(
         .max(model.tile_size() as u64)
         .div_ceil(multiple)
         * multiple;
+    let lead = job.spec.lead_len();
     let mut inputs = Vec::with_capacity(tiles.len());
     for tile in tiles {
-        let data = job.read_padded(tile.index, tile.window, side, side).await?;
+        let data = job.read(tile.index, tile.window).await?;
+        let prior = idw_with_context(job, tile).await?;
+        let (h, w) = (tile.window.height as usize, tile.window.width as usize);
+        let pad = |v: &[f32]| zarr_io::reflect_pad(v, lead, h, w, side as usize, side as usize);
         let mut shape = data.shape;
         if shape.len() == 2 {
             shape.insert(0, 1);
         }
+        let n = shape.len();
+        (shape[n - 2], shape[n - 1]) = (side as usize, side as usize);
         inputs.push(TileInput {
             shape,
-            values: data.values,
+            values: pad(&data.values),
             seed: model::tile_seed(job.spec.seed, tile.index),
+            prior: Some(pad(&prior)),
         });
     }
     let opts = SampleOptions {
@@ -100,7 +109,6 @@ pub(crate) async fn compute(
     })
     .await?
     .map_err(|e| method_err(first, e.to_string()))?;
-    let lead = job.spec.lead_len();
     let padded = Window::new(0, 0, side, side);
     let with_spread = opts.ensemble > 1 && opts.member.is_none();
     Ok(tiles

@@ -105,21 +105,6 @@ impl JobContext {
         self.timed_read(tile, self.scene.read_window(window)).await
     }
 
-    /// Reads `window` padded by reflection to `out_h × out_w` (scenes smaller than a tile).
-    ///
-    /// # Errors
-    /// [`WorkerError::Storage`] naming the tile.
-    pub async fn read_padded(
-        &self,
-        tile: u64,
-        window: Window,
-        out_h: u64,
-        out_w: u64,
-    ) -> Result<TileData, WorkerError> {
-        self.timed_read(tile, self.scene.read_window_padded(window, out_h, out_w))
-            .await
-    }
-
     /// Awaits a scene read, recording its time and size and naming the tile on failure.
     async fn timed_read(
         &self,

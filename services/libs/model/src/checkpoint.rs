@@ -1,6 +1,7 @@
 //! Checkpoints: one safetensors file. Tensors `model.<var>` hold the weights and, optionally,
 //! `adam.m.<var>` / `adam.v.<var>` the optimiser moments; the metadata holds JSON entries
-//! `format`, `model` (UNet config, schedule, tile size, lead shape, context dates),
+//! `format`, `model` (UNet config, schedule, tile size, lead shape, context dates, residual and
+//! spread scales),
 //! `normalisation` and `training` (step, seed, loss history, wall time).
 
 use std::borrow::Cow;
@@ -18,7 +19,7 @@ use crate::unet::{UNet, UNetConfig};
 use crate::ModelError;
 
 /// Value of the `format` metadata entry.
-pub const FORMAT: &str = "terrafill-diffusion/1";
+pub const FORMAT: &str = "terrafill-diffusion/2";
 /// Prefix of weight tensors.
 pub(crate) const MODEL_PREFIX: &str = "model.";
 /// Prefixes of the AdamW first and second moments.
@@ -39,6 +40,10 @@ pub struct ModelMeta {
     pub lead_shape: Vec<usize>,
     /// Context dates per target date (0 for `[band,y,x]` scenes).
     pub context_dates: usize,
+    /// Per-band scale of the diffused residual (normalised units; see [`crate::prior`]).
+    pub residual_scale: Vec<f64>,
+    /// Per-band factor applied to the ensemble standard deviation (see [`crate::calibrate`]).
+    pub spread_scale: Vec<f64>,
 }
 
 /// Training provenance and state for resuming.
@@ -202,6 +207,25 @@ impl Checkpoint {
             });
         }
         norm.validate(bands)?;
+        for (what, v) in [
+            ("residual scale", &meta.residual_scale),
+            ("spread scale", &meta.spread_scale),
+        ] {
+            if v.len() != bands || !v.iter().all(|s| s.is_finite() && *s > 0.0) {
+                return Err(ModelError::CheckpointContent {
+                    reason: format!("{what} {v:?} is not {bands} finite positive values"),
+                });
+            }
+        }
+        let cond = crate::layout::Layout::cond_channels(bands, meta.context_dates);
+        if meta.unet.cond_channels != cond {
+            return Err(ModelError::CheckpointContent {
+                reason: format!(
+                    "{} conditioning channels, expected {cond} for {bands} bands and {} context dates",
+                    meta.unet.cond_channels, meta.context_dates
+                ),
+            });
+        }
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
             if view.dtype() != Dtype::F32 {

@@ -1,39 +1,57 @@
 //! Training batches drawn from a scene's own observed pixels: windows that are mostly observed,
-//! a random dihedral augmentation, synthetic gaps, and a forward-process draw (DDPM Algorithm 1).
+//! a random dihedral augmentation, synthetic gaps, the interpolation prior, and a forward-process
+//! draw of the residual (DDPM Algorithm 1).
 
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
+use tiling::Window;
+
+use crate::denoise::v_target;
 use crate::gaps::{self, GapKind};
 use crate::layout::{write_cond, Layout};
+use crate::prior::idw_prior;
 use crate::schedule::NoiseSchedule;
 use crate::ModelError;
 
 /// A host-side training batch (N samples, B bands, S×S tiles).
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
-    /// x_t: N·B·S·S.
+    /// x_t of the residual r (see [`crate::prior`]): N·B·S·S.
     pub x_t: Vec<f32>,
     /// Conditioning: N·cond·S·S.
     pub cond: Vec<f32>,
     /// Step per sample.
     pub t: Vec<u32>,
-    /// The noise ε that made x_t.
-    pub eps: Vec<f32>,
+    /// The v-prediction target (see [`crate::denoise`]).
+    pub v: Vec<f32>,
     /// Loss weight: 1 on synthetic-gap pixels whose truth is observed, else 0 (N·B·S·S).
     pub weight: Vec<f32>,
 }
 
+/// One training window before noising: its conditioning stack and unscaled residual z − prior
+/// (B·S·S; NaN where the loss does not look: observed pixels and pixels without truth).
+pub(crate) struct Sample {
+    pub cond: Vec<f32>,
+    pub residual: Vec<f32>,
+}
+
 /// Draws training samples from a normalised scene.
+///
+/// Each sample is a tile with a margin of context around it (half a tile each side, less on
+/// scenes under three tiles wide): gaps are drawn over the whole context window and the prior
+/// is interpolated from all of it, as the worker interpolates from beyond the tile when filling.
 #[derive(Debug)]
 pub(crate) struct Dataset<'a> {
     layout: Layout,
     z: &'a [f32],
     tile: usize,
+    /// Context on each side of the tile.
+    margin: usize,
     context_dates: usize,
-    /// (date, y, x) of windows whose target date is at least `min_observed` observed.
+    /// (date, y, x) of tiles whose target date is at least `min_observed` observed.
     windows: Vec<(usize, usize, usize)>,
-    /// (date, y, x) of windows with 5–70 % real gaps, to transplant as masks.
+    /// (date, y, x) of context windows with 5–70 % real gaps, to transplant as masks.
     real_gaps: Vec<(usize, usize, usize)>,
 }
 
@@ -75,6 +93,9 @@ impl<'a> Dataset<'a> {
                 ),
             });
         }
+        // Half a tile of context, less on scenes too small to leave tiles room to move.
+        let margin = (tile / 2).min((layout.height.min(layout.width) - tile) / 4);
+        let span = tile + 2 * margin;
         let stride = (tile / 8).max(1);
         let area = (tile * tile) as f32;
         let (mut windows, mut real_gaps) = (Vec::new(), Vec::new());
@@ -86,8 +107,8 @@ impl<'a> Dataset<'a> {
                     - s[y * w1 + x + tile]
                     - s[(y + tile) * w1 + x]
             };
-            for y in (0..=layout.height - tile).step_by(stride) {
-                for x in (0..=layout.width - tile).step_by(stride) {
+            for y in (margin..=layout.height - tile - margin).step_by(stride) {
+                for x in (margin..=layout.width - tile - margin).step_by(stride) {
                     let frac = count(y, x) as f32 / area;
                     if frac >= min_observed {
                         windows.push((date, y, x));
@@ -96,7 +117,7 @@ impl<'a> Dataset<'a> {
                         && y % (stride * 4) == 0
                         && x % (stride * 4) == 0
                     {
-                        real_gaps.push((date, y, x));
+                        real_gaps.push((date, y - margin, x - margin));
                     }
                 }
             }
@@ -107,19 +128,32 @@ impl<'a> Dataset<'a> {
                 min_fraction: min_observed,
             });
         }
+        debug_assert!(span <= layout.height.min(layout.width));
         Ok(Self {
             layout,
             z,
             tile,
+            margin,
             context_dates,
             windows,
             real_gaps,
         })
     }
 
-    /// Copy the window (y0, x0) of all dates, transformed by dihedral element `aug` (0..8).
+    /// Tile side.
+    pub(crate) fn tile(&self) -> usize {
+        self.tile
+    }
+
+    /// Side of a context window.
+    fn span(&self) -> usize {
+        self.tile + 2 * self.margin
+    }
+
+    /// Copy the `span`² window at (y0, x0) of all dates, transformed by dihedral element `aug`
+    /// (0..8). The tile sits at the centre, so every transform keeps it there.
     fn extract(&self, y0: usize, x0: usize, aug: u8) -> Vec<f32> {
-        let (s, l) = (self.tile, &self.layout);
+        let (s, l) = (self.span(), &self.layout);
         let mut out = vec![0f32; l.times * l.bands * s * s];
         for (p, plane) in out.chunks_exact_mut(s * s).enumerate() {
             let base = p * l.plane();
@@ -139,6 +173,7 @@ impl<'a> Dataset<'a> {
         out
     }
 
+    /// A synthetic gap mask over a context window.
     fn gap(&self, rng: &mut impl Rng) -> Vec<bool> {
         let kinds = if self.real_gaps.is_empty() { 3 } else { 4 };
         let kind = match rng.random_range(0..kinds) {
@@ -148,7 +183,7 @@ impl<'a> Dataset<'a> {
             _ => {
                 let (d, y, x) = self.real_gaps[rng.random_range(0..self.real_gaps.len())];
                 let win = self.extract(y, x, rng.random_range(0..8));
-                let plane = self.tile * self.tile;
+                let plane = self.span() * self.span();
                 let first = d * self.layout.bands * plane;
                 return (0..plane)
                     .map(|i| {
@@ -157,44 +192,102 @@ impl<'a> Dataset<'a> {
                     .collect();
             }
         };
-        gaps::synth(kind, self.tile, rng)
+        gaps::synth(kind, self.span(), rng)
     }
 
-    /// Draw `n` samples into a batch.
-    pub(crate) fn batch(&self, n: usize, schedule: &NoiseSchedule, rng: &mut impl Rng) -> Batch {
-        let (s, b) = (self.tile, self.layout.bands);
+    /// A random window with synthetic gaps, made into a conditioning stack and a residual.
+    pub(crate) fn sample(&self, rng: &mut impl Rng) -> Sample {
+        let (s, m, span, b) = (self.tile, self.margin, self.span(), self.layout.bands);
+        let (date, y0, x0) = self.windows[rng.random_range(0..self.windows.len())];
+        let win = self.extract(y0 - m, x0 - m, rng.random_range(0..8));
+        let gap = self.gap(rng);
         let local = Layout {
-            height: s,
-            width: s,
+            height: span,
+            width: span,
             ..self.layout
         };
+        let tile = Window::new(m as u64, m as u64, s as u64, s as u64);
+        let mut prior = Vec::with_capacity(b * s * s);
+        for band in 0..b {
+            let plane = &win[local.plane_offset(date, band)..][..span * span];
+            prior.extend(idw_prior(plane, (span, span), Some(&gap), &tile));
+        }
+        let gap_tile: Vec<bool> = (0..s * s)
+            .map(|i| gap[(m + i / s) * span + m + i % s])
+            .collect();
+        let mut cond = Vec::new();
+        write_cond(
+            &local,
+            &win,
+            date,
+            self.context_dates,
+            (m, m, s, s),
+            Some(&gap_tile),
+            &prior,
+            &mut cond,
+        );
+        let mut residual = Vec::with_capacity(b * s * s);
+        for band in 0..b {
+            let plane = &win[local.plane_offset(date, band)..][..span * span];
+            for (i, &hidden) in gap_tile.iter().enumerate() {
+                let v = plane[(m + i / s) * span + m + i % s];
+                residual.push(if hidden {
+                    v - prior[band * s * s + i]
+                } else {
+                    f32::NAN
+                });
+            }
+        }
+        Sample { cond, residual }
+    }
+
+    /// Per-band root-mean-square of the residual z − prior over `n` samples' synthetic gaps: the
+    /// scale that makes the diffused residual about unit-variance.
+    pub(crate) fn residual_scale(&self, n: usize, rng: &mut impl Rng) -> Vec<f64> {
+        let (b, plane) = (self.layout.bands, self.tile * self.tile);
+        let (mut ss, mut count) = (vec![0f64; b], vec![0usize; b]);
+        for _ in 0..n {
+            let sample = self.sample(rng);
+            for (band, r) in sample.residual.chunks_exact(plane).enumerate() {
+                for &v in r.iter().filter(|v| v.is_finite()) {
+                    ss[band] += f64::from(v).powi(2);
+                    count[band] += 1;
+                }
+            }
+        }
+        ss.iter()
+            .zip(&count)
+            .map(|(&s, &c)| (s / c.max(1) as f64).sqrt().max(1e-3))
+            .collect()
+    }
+
+    /// Draw `n` samples into a batch; `scale` is [`Dataset::residual_scale`].
+    pub(crate) fn batch(
+        &self,
+        n: usize,
+        schedule: &NoiseSchedule,
+        scale: &[f64],
+        rng: &mut impl Rng,
+    ) -> Batch {
+        let plane = self.tile * self.tile;
         let mut out = Batch::default();
         for _ in 0..n {
-            let (date, y0, x0) = self.windows[rng.random_range(0..self.windows.len())];
-            let win = self.extract(y0, x0, rng.random_range(0..8));
-            let gap = self.gap(rng);
-            write_cond(
-                &local,
-                &win,
-                date,
-                self.context_dates,
-                (0, 0, s, s),
-                Some(&gap),
-                &mut out.cond,
-            );
+            let sample = self.sample(rng);
+            out.cond.extend(sample.cond);
             let t = rng.random_range(0..schedule.len());
             let (ca, cb) = schedule.q_sample_coefs(t);
             out.t.push(t as u32);
-            for band in 0..b {
-                let plane = &win[local.plane_offset(date, band)..][..s * s];
-                for (i, &v) in plane.iter().enumerate() {
+            for (band, r) in sample.residual.chunks_exact(plane).enumerate() {
+                for &v in r {
                     let e: f32 = StandardNormal.sample(rng);
-                    let x0 = if v.is_finite() { v } else { 0.0 };
-                    out.x_t
-                        .push((ca * f64::from(x0) + cb * f64::from(e)) as f32);
-                    out.eps.push(e);
-                    out.weight
-                        .push(if v.is_finite() && gap[i] { 1.0 } else { 0.0 });
+                    let r0 = if v.is_finite() {
+                        f64::from(v) / scale[band]
+                    } else {
+                        0.0
+                    };
+                    out.x_t.push((ca * r0 + cb * f64::from(e)) as f32);
+                    out.v.push(v_target(schedule, t, r0, f64::from(e)) as f32);
+                    out.weight.push(if v.is_finite() { 1.0 } else { 0.0 });
                 }
             }
         }
@@ -211,20 +304,26 @@ mod tests {
 
     #[test]
     fn windows_avoid_missing_areas_and_batches_have_the_right_sizes() -> anyhow::Result<()> {
-        // 1 band, 16x16, left half missing.
-        let layout = Layout::from_shape(&[1, 16, 16], 256)?;
-        let z: Vec<f32> = (0..256)
-            .map(|i| if i % 16 < 8 { f32::NAN } else { 1.0 })
+        // 1 band, 24x24, left half missing; tiles of 8 with 4 pixels of context.
+        let layout = Layout::from_shape(&[1, 24, 24], 576)?;
+        let z: Vec<f32> = (0..576)
+            .map(|i| if i % 24 < 12 { f32::NAN } else { 1.0 })
             .collect();
         let ds = Dataset::new(layout, &z, 8, 0, 0.9)?;
-        assert!(ds.windows.iter().all(|&(_, _, x)| x >= 8));
+        assert_eq!(ds.margin, 4);
+        assert!(ds
+            .windows
+            .iter()
+            .all(|&(_, y, x)| x == 12 && (4..=12).contains(&y)));
         assert!(!ds.real_gaps.is_empty());
         let sched = NoiseSchedule::new(&ScheduleConfig::default())?;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        let b = ds.batch(3, &sched, &mut rng);
+        let scale = ds.residual_scale(8, &mut rng);
+        assert!(scale[0] > 0.0 && scale[0].is_finite());
+        let b = ds.batch(3, &sched, &scale, &mut rng);
         assert_eq!(
             (b.x_t.len(), b.cond.len(), b.t.len(), b.weight.len()),
-            (192, 384, 3, 192)
+            (192, 576, 3, 192)
         );
         assert!(b.weight.iter().any(|&w| w > 0.0));
         assert!(Dataset::new(layout, &z, 32, 0, 0.9).is_err());

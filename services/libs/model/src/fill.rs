@@ -1,17 +1,22 @@
 //! The model API the worker calls: a batch of tiles in, filled tiles with ensemble spread out.
 
 use candle_core::{DType, Device, Tensor};
+use tiling::Window;
 
 use crate::checkpoint::{Checkpoint, ModelMeta, TrainingHistory};
 use crate::denoise::predict_eps;
 use crate::error::TensorContext;
 use crate::layout::{write_cond, Layout};
 use crate::normalise::Normalisation;
+use crate::prior::idw_prior;
 use crate::sampler::{sample, Known, Noise, SampleOptions, Sampler};
 use crate::schedule::NoiseSchedule;
 use crate::seed::mix;
 use crate::unet::UNet;
 use crate::ModelError;
+
+/// Samples per forward pass unless [`FillModel::set_max_batch`] says otherwise.
+const DEFAULT_MAX_BATCH: usize = 256;
 
 /// One tile to fill: `[lead..., h, w]` values with NaN where missing, and its seed
 /// (see [`crate::tile_seed`]).
@@ -23,6 +28,11 @@ pub struct TileInput {
     pub values: Vec<f32>,
     /// Seed of this tile.
     pub seed: u64,
+    /// The interpolation the model refines (see the crate's `prior` module), same shape as
+    /// `values`, in data units: the observed values with the gaps filled by IDW. The worker
+    /// interpolates from beyond the tile; `None` interpolates from the tile alone. NaN entries
+    /// fall back to that.
+    pub prior: Option<Vec<f32>>,
 }
 
 /// A filled tile.
@@ -30,7 +40,8 @@ pub struct TileInput {
 pub struct TileOutput {
     /// Ensemble mean (or the chosen member) in gaps; observed pixels bit-identical to the input.
     pub values: Vec<f32>,
-    /// Standard deviation over members (K−1 denominator; 0 when K = 1), 0 on observed pixels.
+    /// Standard deviation over members (K−1 denominator; 0 when K = 1) times the checkpoint's
+    /// spread calibration (see the crate's `calibrate` module), 0 on observed pixels.
     pub spread: Vec<f32>,
 }
 
@@ -71,8 +82,32 @@ impl FillModel {
             history: ckpt.history,
             schedule,
             device: device.clone(),
-            max_batch: 32,
+            max_batch: DEFAULT_MAX_BATCH,
         })
+    }
+
+    /// A model from trained parts (used to calibrate the spread at the end of training).
+    pub(crate) fn from_parts(
+        unet: UNet,
+        meta: ModelMeta,
+        norm: Normalisation,
+        schedule: NoiseSchedule,
+        device: &Device,
+    ) -> Self {
+        Self {
+            unet,
+            meta,
+            norm,
+            history: TrainingHistory::default(),
+            schedule,
+            device: device.clone(),
+            max_batch: DEFAULT_MAX_BATCH,
+        }
+    }
+
+    /// Samples per forward pass.
+    pub(crate) fn max_batch(&self) -> usize {
+        self.max_batch
     }
 
     /// The trained tile size (the worker pads/crops to it).
@@ -101,7 +136,7 @@ impl FillModel {
         &self.history
     }
 
-    /// Samples per forward pass (default 32); more uses more memory.
+    /// Samples per forward pass (default 256); more uses more memory.
     pub fn set_max_batch(&mut self, n: usize) {
         self.max_batch = n.max(1);
     }
@@ -166,6 +201,13 @@ impl FillModel {
                     .collect()
             })
             .collect();
+        let priors = tiles
+            .iter()
+            .zip(&layouts)
+            .zip(&z)
+            .enumerate()
+            .map(|(i, ((t, l), z))| self.prior(i, t, l, z))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut jobs = Vec::new();
         for (ti, (tile, l)) in tiles.iter().zip(&layouts).enumerate() {
             for date in 0..l.times {
@@ -192,7 +234,7 @@ impl FillModel {
                 let out = self.sample_chunk(
                     chunk.iter().map(|&j| &jobs[j]).collect(),
                     &layouts,
-                    &z,
+                    (&z, &priors),
                     opts.sampler,
                 )?;
                 for (&j, s) in chunk.iter().zip(out) {
@@ -203,70 +245,140 @@ impl FillModel {
         Ok(self.assemble(tiles, &layouts, &jobs, results, opts))
     }
 
+    /// The normalised prior of every plane of tile `i`: the caller's where finite, else IDW from
+    /// the tile's own observed pixels.
+    fn prior(
+        &self,
+        i: usize,
+        tile: &TileInput,
+        l: &Layout,
+        z: &[f32],
+    ) -> Result<Vec<f32>, ModelError> {
+        let region = Window::new(0, 0, l.height as u64, l.width as u64);
+        let mut out = Vec::with_capacity(z.len());
+        for (p, plane) in z.chunks_exact(l.plane()).enumerate() {
+            out.extend(idw_prior(plane, (l.height, l.width), None, &region));
+            let Some(given) = &tile.prior else { continue };
+            if given.len() != tile.values.len() {
+                return Err(ModelError::Shape {
+                    what: format!("prior of tile {i}"),
+                    expected: tile.shape.clone(),
+                    got: vec![given.len()],
+                });
+            }
+            let band = p % l.bands;
+            let start = p * l.plane();
+            for (o, &v) in out[start..]
+                .iter_mut()
+                .zip(&given[start..start + l.plane()])
+            {
+                if v.is_finite() {
+                    *o = self.norm.forward(band, v);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sample one batch of jobs of equal tile size; returns each job's normalised values z
+    /// (prior plus the sampled residual) for the target date's bands.
     fn sample_chunk(
         &self,
         jobs: Vec<&Job>,
         layouts: &[Layout],
-        z: &[Vec<f32>],
+        (z, priors): (&[Vec<f32>], &[Vec<f32>]),
         sampler: Sampler,
     ) -> Result<Vec<Vec<f32>>, ModelError> {
         let l0 = layouts[jobs[0].tile];
-        let (b, h, w, n) = (l0.bands, l0.height, l0.width, jobs.len());
+        let (b, h, w) = (l0.bands, l0.height, l0.width);
+        let per = b * h * w;
         let mut cond = Vec::new();
+        let mut prior = Vec::with_capacity(jobs.len() * per);
         for job in &jobs {
+            let l = &layouts[job.tile];
+            let p = &priors[job.tile][l.plane_offset(job.date, 0)..][..per];
             write_cond(
-                &layouts[job.tile],
+                l,
                 &z[job.tile],
                 job.date,
                 self.meta.context_dates,
                 (0, 0, h, w),
                 None,
+                p,
                 &mut cond,
             );
+            prior.extend_from_slice(p);
         }
-        // The first 2·B channels of each sample's stack are its observed values and gap mask.
-        let cc = self.meta.unet.cond_channels;
+        let seeds: Vec<u64> = jobs.iter().map(|j| j.seed).collect();
+        self.sample_stacks(cond, &prior, &seeds, (h, w), sampler)
+    }
+
+    /// Sample one member per seed from conditioning stacks `cond` (N·cond·H·W) with their priors
+    /// (N·B·H·W, the stacks' last channels); returns each member's normalised values z = prior +
+    /// scale · residual (B·H·W each).
+    pub(crate) fn sample_stacks(
+        &self,
+        cond: Vec<f32>,
+        prior: &[f32],
+        seeds: &[u64],
+        (h, w): (usize, usize),
+        sampler: Sampler,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        let (b, n) = (self.meta.unet.data_channels, seeds.len());
         let per = b * h * w;
-        let mut values = Vec::with_capacity(n * per);
+        // Channels b..2b of each sample's stack are its gap mask (1 = missing).
+        let cc = self.meta.unet.cond_channels;
         let mut known = Vec::with_capacity(n * per);
         for s in cond.chunks_exact(cc * h * w) {
-            values.extend_from_slice(&s[..per]);
             known.extend(s[per..2 * per].iter().map(|m| 1.0 - m));
         }
+        // The residual's clip range follows from the band's: (lo − prior) / scale.
+        let scale = &self.meta.residual_scale;
+        let (mut lo, mut hi) = (Vec::with_capacity(n * per), Vec::with_capacity(n * per));
+        for (i, &p) in prior.iter().enumerate() {
+            let band = (i / (h * w)) % b;
+            let (l, u) = self.norm.clip_range(band);
+            lo.push(((f64::from(l) - f64::from(p)) / scale[band]) as f32);
+            hi.push(((f64::from(u) - f64::from(p)) / scale[band]) as f32);
+        }
         let dev = &self.device;
-        let (lo, hi): (Vec<f32>, Vec<f32>) = (0..b).map(|band| self.norm.clip_range(band)).unzip();
         let tensors = (|| -> candle_core::Result<_> {
             Ok((
                 Tensor::from_vec(cond, (n, cc, h, w), dev)?,
-                Tensor::from_vec(values, (n, b, h, w), dev)?,
+                Tensor::zeros((n, b, h, w), DType::F32, dev)?,
                 Tensor::from_vec(known, (n, b, h, w), dev)?,
-                Tensor::from_vec(lo, (1, b, 1, 1), dev)?,
-                Tensor::from_vec(hi, (1, b, 1, 1), dev)?,
+                Tensor::from_vec(lo, (n, b, h, w), dev)?,
+                Tensor::from_vec(hi, (n, b, h, w), dev)?,
             ))
         })()
         .ctx("preparing a sampling batch")?;
-        let (cond, values, mask, lo, hi) = tensors;
-        let seeds: Vec<u64> = jobs.iter().map(|j| j.seed).collect();
-        let mut noise = Noise::new(&seeds, [b, h, w]);
+        let (cond, zeros, mask, lo, hi) = tensors;
+        let mut noise = Noise::new(seeds, [b, h, w]);
         let known = Known {
             mask: &mask,
-            values: &values,
+            values: &zeros,
             clip: Some((&lo, &hi)),
         };
         let mut eps = |x: &candle_core::Tensor, t: usize| {
-            predict_eps(&self.unet, x, &cond, &vec![t as u32; n])
+            predict_eps(&self.unet, &self.schedule, x, &cond, t)
         };
-        let x0 = sample(&self.schedule, sampler, &known, &mut noise, &mut eps).ctx("sampling")?;
-        let flat: Vec<f32> = x0
+        let r0 = sample(&self.schedule, sampler, &known, &mut noise, &mut eps).ctx("sampling")?;
+        let flat: Vec<f32> = r0
             .to_dtype(DType::F32)
             .and_then(|t| t.flatten_all())
             .and_then(|t| t.to_vec1())
             .ctx("reading samples")?;
-        Ok(flat.chunks_exact(per).map(<[f32]>::to_vec).collect())
+        let values: Vec<f32> = flat
+            .iter()
+            .zip(prior)
+            .enumerate()
+            .map(|(i, (&r, &p))| (f64::from(p) + f64::from(r) * scale[(i / (h * w)) % b]) as f32)
+            .collect();
+        Ok(values.chunks_exact(per).map(<[f32]>::to_vec).collect())
     }
 
     /// Turn member samples into outputs: observed pixels copied, gaps = mean (or the chosen
-    /// member) of the denormalised members, spread = their standard deviation.
+    /// member) of the denormalised members, spread = their calibrated standard deviation.
     fn assemble(
         &self,
         tiles: &[TileInput],
@@ -308,7 +420,7 @@ impl FillModel {
                         0.0
                     };
                     out.values[base + p] = opts.member.map_or(mean, |m| vals[m]) as f32;
-                    out.spread[base + p] = var.sqrt() as f32;
+                    out.spread[base + p] = (var.sqrt() * self.meta.spread_scale[band]) as f32;
                 }
             }
         }

@@ -3,7 +3,9 @@
 //! For a target date the conditioning channels are, in order: the observed values of its bands
 //! (normalised, 0 in gaps), its per-band gap mask (1 = missing), then for each of the
 //! `context_dates` nearest other dates (by index distance, earlier first on ties; missing dates
-//! when the array has fewer) the same pair of values and mask. So `cond_channels = 2·bands·(1 + context_dates)`.
+//! when the array has fewer) the same pair of values and mask; last, the target date's prior (the
+//! interpolation the network refines, see [`crate::prior`]) per band. So
+//! `cond_channels = 2·bands·(1 + context_dates) + bands`.
 
 use crate::ModelError;
 
@@ -82,7 +84,7 @@ impl Layout {
 
     /// Number of conditioning channels for `bands` and `context_dates`.
     pub fn cond_channels(bands: usize, context_dates: usize) -> usize {
-        2 * bands * (1 + context_dates)
+        2 * bands * (1 + context_dates) + bands
     }
 }
 
@@ -97,6 +99,7 @@ pub fn nearest_dates(date: usize, times: usize, k: usize) -> Vec<Option<usize>> 
 /// Write the conditioning stack of one target date for the window (y0, x0, size h×w) of a
 /// normalised array `z` (NaN = missing) into `out` (channels × h × w). `gap` (h×w, true = hide)
 /// hides extra pixels of the target date (synthetic gaps in training; `None` when filling).
+/// `prior` (bands × h × w, finite) is the target date's prior over the window.
 #[allow(clippy::too_many_arguments)]
 pub fn write_cond(
     layout: &Layout,
@@ -105,6 +108,7 @@ pub fn write_cond(
     context_dates: usize,
     (y0, x0, h, w): (usize, usize, usize, usize),
     gap: Option<&[bool]>,
+    prior: &[f32],
     out: &mut Vec<f32>,
 ) {
     let b = layout.bands;
@@ -133,6 +137,7 @@ pub fn write_cond(
     for d in nearest_dates(date, layout.times, context_dates) {
         pair(d, None, out);
     }
+    out.extend_from_slice(prior);
 }
 
 #[cfg(test)]
@@ -177,9 +182,10 @@ mod tests {
             1,
             (0, 0, 1, 2),
             Some(&[true, false]),
+            &[7.0, 8.0],
             &mut out,
         );
         assert_eq!(out.len(), Layout::cond_channels(1, 1) * 2);
-        assert_eq!(out, vec![0.0, 0.0, 1.0, 1.0, 3.0, 4.0, 0.0, 0.0]);
+        assert_eq!(out, vec![0.0, 0.0, 1.0, 1.0, 3.0, 4.0, 0.0, 0.0, 7.0, 8.0]);
     }
 }

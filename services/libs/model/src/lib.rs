@@ -11,6 +11,7 @@
 //! No I/O and no async runtime: callers pass arrays and bytes.
 
 pub mod blocks;
+mod calibrate;
 mod checkpoint;
 mod dataset;
 mod denoise;
@@ -21,6 +22,7 @@ pub mod gaps;
 mod layout;
 pub mod normalise;
 mod optim;
+mod prior;
 mod sampler;
 pub mod schedule;
 mod seed;

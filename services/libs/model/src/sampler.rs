@@ -164,7 +164,7 @@ pub(crate) struct Known<'a> {
     pub mask: &'a Tensor,
     /// Observed values (0 elsewhere): [N, C, H, W].
     pub values: &'a Tensor,
-    /// Per-band clip range for x̂_0: two [1, C, 1, 1] tensors.
+    /// Clip range for x̂_0: two tensors that broadcast to [N, C, H, W].
     pub clip: Option<(&'a Tensor, &'a Tensor)>,
 }
 

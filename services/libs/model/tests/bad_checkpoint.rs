@@ -156,6 +156,7 @@ fn wrong_band_count_vs_input_is_named() -> anyhow::Result<()> {
         shape: vec![4, 16, 16],
         values: vec![f32::NAN; 4 * 256],
         seed: 0,
+        prior: None,
     };
     let e = model
         .fill(&[tile], &model::SampleOptions::default())
@@ -168,6 +169,7 @@ fn wrong_band_count_vs_input_is_named() -> anyhow::Result<()> {
         shape: vec![3, 15, 16],
         values: vec![1.0; 3 * 240],
         seed: 0,
+        prior: None,
     };
     assert!(model
         .fill(&[tile], &model::SampleOptions::default())
@@ -176,8 +178,8 @@ fn wrong_band_count_vs_input_is_named() -> anyhow::Result<()> {
 }
 
 #[test]
-fn bundled_landsat7_checkpoint_loads() -> anyhow::Result<()> {
-    let bytes = include_bytes!("../assets/landsat7_rgb.safetensors");
+fn bundled_demo_checkpoint_loads() -> anyhow::Result<()> {
+    let bytes = include_bytes!("../../../../assets/demo/landsat7_crop.safetensors");
     let m = FillModel::from_checkpoint(bytes, &Device::Cpu)?;
     assert_eq!((m.tile_size(), m.lead_shape()), (32, &[3usize][..]));
     assert_eq!(m.history().step, 800);

@@ -20,6 +20,7 @@ mod zarr_store;
 pub use error::ZarrIoError;
 pub use location::{get_bytes, open_store, put_bytes, StoreAndPrefix};
 pub use mosaic::{Mosaic, MosaicSpec, DATA_ARRAY, FILLED_ARRAY, SPREAD_ARRAY};
+pub use pad::reflect_pad;
 pub use scene::{Scene, TileData};
 pub use scene_writer::write_scene;
 pub use staging::{validate_key, Staging};

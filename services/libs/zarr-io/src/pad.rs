@@ -22,7 +22,7 @@ pub(crate) fn reflect_index(j: usize, n: usize) -> usize {
 /// the bottom and right; the input stays at the top-left corner.
 ///
 /// Callers guarantee `values.len() == lead * h * w`, `h, w >= 1`, `out_h >= h`, `out_w >= w`.
-pub(crate) fn reflect_pad(
+pub fn reflect_pad(
     values: &[f32],
     lead: usize,
     h: usize,

@@ -1,7 +1,5 @@
 //! Fill methods a worker runs on tiles. Compute runs on blocking threads, never on the runtime.
 
-pub mod idw;
-
 use tiling::{Tile, Window};
 use wire::v1::Method;
 
@@ -53,6 +51,21 @@ pub async fn compute(job: &JobContext, tiles: &[Tile]) -> Result<Vec<TileFill>, 
 /// IDW with context: reads the tile plus a margin so gaps near the tile edge see observed pixels
 /// beyond it; if a gap is wider than the margin, grows the margin (×4) up to the whole scene.
 async fn idw_tile(job: &JobContext, tile: &Tile) -> Result<TileFill, WorkerError> {
+    Ok(TileFill {
+        values: idw_with_context(job, tile).await?,
+        spread: None,
+    })
+}
+
+/// The tile's `[lead, window]` values with every gap filled by IDW from the observed pixels
+/// around it (see [`idw_tile`]); NaN only where a plane has no observed pixel at all.
+///
+/// # Errors
+/// [`WorkerError::Storage`] naming the tile.
+pub(crate) async fn idw_with_context(
+    job: &JobContext,
+    tile: &Tile,
+) -> Result<Vec<f32>, WorkerError> {
     let (h, w) = (job.grid.height(), job.grid.width());
     let mut margin = job.grid.tile_size().max(1);
     loop {
@@ -78,10 +91,7 @@ async fn idw_tile(job: &JobContext, tile: &Tile) -> Result<TileFill, WorkerError
         })
         .await?;
         if left == 0 || covers(&context, h, w) {
-            return Ok(TileFill {
-                values,
-                spread: None,
-            });
+            return Ok(values);
         }
         margin = margin.saturating_mul(4);
     }
