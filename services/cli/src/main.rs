@@ -34,7 +34,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {}", one_line(&error));
-            ExitCode::FAILURE
+            // Exit without dropping the runtime: a broker connection attempt abandoned at its
+            // deadline leaves a task that lapin's I/O thread awaits, and cancelling it at runtime
+            // shutdown makes that thread panic onto stderr after our one-line error.
+            std::process::exit(1)
         }
     }
 }
