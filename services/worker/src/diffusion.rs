@@ -70,11 +70,10 @@ pub(crate) async fn compute(
     let lead = job.spec.lead_len();
     let mut inputs = Vec::with_capacity(tiles.len());
     for tile in tiles {
-        let data = job.read(tile.index, tile.window).await?;
-        let prior = idw_with_context(job, tile).await?;
+        let fill = idw_with_context(job, tile).await?;
         let (h, w) = (tile.window.height as usize, tile.window.width as usize);
         let pad = |v: &[f32]| zarr_io::reflect_pad(v, lead, h, w, side as usize, side as usize);
-        let mut shape = data.shape;
+        let mut shape: Vec<usize> = job.spec.shape.iter().map(|&d| d as usize).collect();
         if shape.len() == 2 {
             shape.insert(0, 1);
         }
@@ -82,9 +81,9 @@ pub(crate) async fn compute(
         (shape[n - 2], shape[n - 1]) = (side as usize, side as usize);
         inputs.push(TileInput {
             shape,
-            values: pad(&data.values),
+            values: pad(&fill.observed),
             seed: model::tile_seed(job.spec.seed, tile.index),
-            prior: Some(pad(&prior)),
+            prior: Some(pad(&fill.filled)),
         });
     }
     let opts = SampleOptions {

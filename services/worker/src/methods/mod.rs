@@ -52,20 +52,29 @@ pub async fn compute(job: &JobContext, tiles: &[Tile]) -> Result<Vec<TileFill>, 
 /// beyond it; if a gap is wider than the margin, grows the margin (×4) up to the whole scene.
 async fn idw_tile(job: &JobContext, tile: &Tile) -> Result<TileFill, WorkerError> {
     Ok(TileFill {
-        values: idw_with_context(job, tile).await?,
+        values: idw_with_context(job, tile).await?.filled,
         spread: None,
     })
 }
 
-/// The tile's `[lead, window]` values with every gap filled by IDW from the observed pixels
-/// around it (see [`idw_tile`]); NaN only where a plane has no observed pixel at all.
+/// A tile's `[lead, window]` values as read, and with every gap filled by IDW.
+pub(crate) struct ContextFill {
+    /// The tile's values, NaN where missing.
+    pub observed: Vec<f32>,
+    /// The same with gaps filled from the observed pixels around the tile; NaN only where a
+    /// plane has no observed pixel at all.
+    pub filled: Vec<f32>,
+}
+
+/// Reads a tile with context and fills its gaps by IDW (see [`idw_tile`]); one read serves both
+/// the observed values and the fill.
 ///
 /// # Errors
 /// [`WorkerError::Storage`] naming the tile.
 pub(crate) async fn idw_with_context(
     job: &JobContext,
     tile: &Tile,
-) -> Result<Vec<f32>, WorkerError> {
+) -> Result<ContextFill, WorkerError> {
     let (h, w) = (job.grid.height(), job.grid.width());
     let mut margin = job.grid.tile_size().max(1);
     loop {
@@ -78,20 +87,23 @@ pub(crate) async fn idw_with_context(
             tile.window.height,
             tile.window.width,
         );
-        let (values, left) = tokio::task::spawn_blocking(move || {
+        let (fill, left) = tokio::task::spawn_blocking(move || {
             let plane = context.area() as usize;
             let (ch, cw) = (context.height as usize, context.width as usize);
-            let values: Vec<f32> = data
+            let filled: Vec<f32> = data
                 .values
                 .chunks(plane)
                 .flat_map(|p| idw::fill_region(p, ch, cw, &inner))
                 .collect();
-            let left = values.iter().filter(|v| v.is_nan()).count();
-            (values, left)
+            let left = filled.iter().filter(|v| v.is_nan()).count();
+            let lead = data.values.len() / plane.max(1);
+            let observed =
+                Window::new(0, 0, context.height, context.width).crop(&data.values, lead, &inner);
+            (ContextFill { observed, filled }, left)
         })
         .await?;
         if left == 0 || covers(&context, h, w) {
-            return Ok(values);
+            return Ok(fill);
         }
         margin = margin.saturating_mul(4);
     }
