@@ -191,16 +191,20 @@ pub struct TrainArgs {
     /// Array marking missing pixels with 1.
     #[arg(long)]
     pub mask_array: Option<String>,
-    /// Optimiser steps (default: the model's).
+    /// Model size: small, base or large (default: large on CUDA, base on CPU). Sets the UNet,
+    /// tile, batch, steps and learning rate; the flags below override it.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Optimiser steps (default: the preset's).
     #[arg(long)]
     pub steps: Option<usize>,
-    /// Training tile size.
+    /// Training tile size (default: the preset's); `fill` uses it as its default tile.
     #[arg(long)]
     pub tile: Option<usize>,
-    /// Tiles per step.
+    /// Tiles per step (default: the preset's).
     #[arg(long)]
     pub batch: Option<usize>,
-    /// Learning rate.
+    /// Peak learning rate (default: the preset's).
     #[arg(long)]
     pub lr: Option<f64>,
     /// Seed.

@@ -13,7 +13,12 @@ use crate::args::TrainArgs;
 pub async fn train(args: &TrainArgs) -> anyhow::Result<()> {
     let scene = Scene::open(&args.scene, &args.array, args.mask_array.as_deref()).await?;
     let data = read_scene(&scene).await?;
-    let mut cfg = model::TrainConfig::default();
+    let device = args.device.parse::<model::DeviceSpec>()?.device()?;
+    let preset = match &args.model {
+        Some(name) => name.parse::<model::Preset>()?,
+        None => model::Preset::for_device(&device),
+    };
+    let mut cfg = preset.train_config();
     if let Some(s) = args.steps {
         cfg.steps = s;
     }
@@ -36,7 +41,6 @@ pub async fn train(args: &TrainArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let device = args.device.parse::<model::DeviceSpec>()?.device()?;
     let started = Instant::now();
     let steps = cfg.steps;
     let bytes = tokio::task::spawn_blocking(move || {
@@ -74,7 +78,7 @@ pub async fn train(args: &TrainArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("writing checkpoint {}", args.checkpoint))?;
     println!(
-        "trained {} steps in {:.1} s; checkpoint {}",
+        "trained {} steps of the {preset} model in {:.1} s; checkpoint {}",
         steps,
         started.elapsed().as_secs_f64(),
         args.checkpoint

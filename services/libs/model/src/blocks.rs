@@ -1,22 +1,16 @@
 //! UNet building blocks: sinusoidal time embedding, geographic prior embedding, residual blocks
-//! with GroupNorm + SiLU, spatial self-attention, down/upsampling (candle-nn layers, candle's
-//! config → `new(vb, ..)` → `forward` style).
+//! with GroupNorm + SiLU, spatial self-attention, down/upsampling (candle-nn layers and the fast
+//! convolutions of [`crate::conv`], candle's config → `new(vb, ..)` → `forward` style).
 
 use candle_core::{DType, Module, Result, Tensor, D};
-use candle_nn::{conv2d, group_norm, linear, Conv2d, Conv2dConfig, GroupNorm, Linear, VarBuilder};
+use candle_nn::{linear, Linear, VarBuilder};
 
-/// 3×3 convolution with padding 1 (spatial size preserved).
+use crate::conv::{conv2d, Conv2d};
+use crate::norm::{group_norm, GroupNorm};
+
+/// 3×3 convolution with padding 1 (spatial size preserved), at matmul speed ([`crate::conv`]).
 pub fn conv3(cin: usize, cout: usize, vb: VarBuilder) -> Result<Conv2d> {
-    conv2d(
-        cin,
-        cout,
-        3,
-        Conv2dConfig {
-            padding: 1,
-            ..Default::default()
-        },
-        vb,
-    )
+    conv2d(cin, cout, 3, vb)
 }
 
 /// Sinusoidal embedding of the diffusion step (Vaswani et al. 2017 §3.5, as used by DDPM §4):
@@ -101,7 +95,8 @@ impl GeoEmbedding {
 }
 
 /// Residual block (DDPM appendix B / Wide-ResNet style): GN → SiLU → conv → + time → GN → SiLU →
-/// conv, plus a 1×1 projection of the input when the width changes.
+/// conv, plus a 1×1 projection of the input when the width changes (GN → SiLU fused, see
+/// [`crate::norm`]).
 #[derive(Debug, Clone)]
 pub struct ResBlock {
     norm1: GroupNorm,
@@ -124,13 +119,13 @@ impl ResBlock {
         let skip = if cin == cout {
             None
         } else {
-            Some(conv2d(cin, cout, 1, Default::default(), vb.pp("skip"))?)
+            Some(conv2d(cin, cout, 1, vb.pp("skip"))?)
         };
         Ok(Self {
-            norm1: group_norm(groups, cin, 1e-5, vb.pp("norm1"))?,
+            norm1: group_norm(groups, cin, true, vb.pp("norm1"))?,
             conv1: conv3(cin, cout, vb.pp("conv1"))?,
             temb: linear(tdim, cout, vb.pp("temb"))?,
-            norm2: group_norm(groups, cout, 1e-5, vb.pp("norm2"))?,
+            norm2: group_norm(groups, cout, true, vb.pp("norm2"))?,
             conv2: conv3(cout, cout, vb.pp("conv2"))?,
             skip,
         })
@@ -138,14 +133,9 @@ impl ResBlock {
 
     /// `x`: [N, cin, H, W], `emb`: [N, tdim] → [N, cout, H, W].
     pub fn forward(&self, x: &Tensor, emb: &Tensor) -> Result<Tensor> {
-        let h = self.conv1.forward(&self.norm1.forward(x)?.silu()?)?;
-        let t = self
-            .temb
-            .forward(&emb.silu()?)?
-            .unsqueeze(2)?
-            .unsqueeze(3)?;
-        let h = h.broadcast_add(&t)?;
-        let h = self.conv2.forward(&self.norm2.forward(&h)?.silu()?)?;
+        let t = self.temb.forward(&emb.silu()?)?;
+        let h = self.conv1.forward_with(&self.norm1.forward(x)?, Some(&t))?;
+        let h = self.conv2.forward(&self.norm2.forward(&h)?)?;
         match &self.skip {
             Some(s) => s.forward(x)? + h,
             None => x + h,
@@ -166,7 +156,7 @@ impl Attention {
     /// Attention over `channels` features.
     pub fn new(vb: VarBuilder, channels: usize, groups: usize) -> Result<Self> {
         Ok(Self {
-            norm: group_norm(groups, channels, 1e-5, vb.pp("norm"))?,
+            norm: group_norm(groups, channels, false, vb.pp("norm"))?,
             qkv: linear(channels, 3 * channels, vb.pp("qkv"))?,
             proj: linear(channels, channels, vb.pp("proj"))?,
             channels,

@@ -16,14 +16,13 @@ use crate::sampler::SampleOptions;
 use crate::seed::mix;
 use crate::ModelError;
 
-/// Windows filled to fit κ.
-const WINDOWS: usize = 32;
 /// Members per window.
 const MEMBERS: usize = 4;
 /// RNG stream of the calibration windows (training batches use streams 0..steps).
 const STREAM: u64 = u64::MAX - 1;
 
-/// Per-band κ for `model` (whose own `spread_scale` is ignored) on windows of `data`.
+/// Per-band κ for `model` (whose own `spread_scale` is ignored) on `windows` windows of `data`
+/// (1 for bands without a measurement, and for every band when `windows` is 0).
 ///
 /// # Errors
 /// Tensor failures while sampling.
@@ -31,15 +30,16 @@ pub(crate) fn spread_scale(
     model: &FillModel,
     data: &Dataset<'_>,
     seed: u64,
+    windows: usize,
 ) -> Result<Vec<f64>, ModelError> {
     let b = model.meta().unet.data_channels;
     let cc = model.meta().unet.cond_channels;
     let s = data.tile();
     let per = b * s * s;
     let mut rng = ChaCha8Rng::seed_from_u64(mix(seed, STREAM));
-    let windows: Vec<_> = (0..WINDOWS).map(|_| data.sample(&mut rng)).collect();
+    let windows: Vec<_> = (0..windows).map(|_| data.sample(&mut rng)).collect();
     let (mut err2, mut spread, mut count) = (vec![0f64; b], vec![0f64; b], vec![0usize; b]);
-    let per_batch = (model.max_batch() / MEMBERS).max(1);
+    let per_batch = (model.batch_for(s, s) / MEMBERS).max(1);
     for (c, chunk) in windows.chunks(per_batch).enumerate() {
         let (mut cond, mut prior, mut seeds) = (Vec::new(), Vec::new(), Vec::new());
         for (w, win) in chunk.iter().enumerate() {

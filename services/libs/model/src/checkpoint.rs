@@ -64,6 +64,10 @@ pub struct TrainingHistory {
     pub loss: Vec<(usize, f32)>,
     /// Wall time spent training, seconds, over all runs.
     pub wall_seconds: f64,
+    /// The preset the run started from (`small`, `base`, `large`), if any. Absent in
+    /// checkpoints written before presets existed, which load unchanged.
+    #[serde(default)]
+    pub preset: Option<String>,
 }
 
 /// A tensor held on the host.

@@ -2,8 +2,10 @@
 //! a random dihedral augmentation, synthetic gaps, the interpolation prior, and a forward-process
 //! draw of the residual (DDPM Algorithm 1).
 
-use rand::Rng;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
 
 use tiling::Window;
 
@@ -12,6 +14,7 @@ use crate::gaps::{self, GapKind};
 use crate::layout::{write_cond, Layout};
 use crate::prior::idw_prior;
 use crate::schedule::NoiseSchedule;
+use crate::seed::mix;
 use crate::ModelError;
 
 /// A host-side training batch (N samples, B bands, S×S tiles).
@@ -261,35 +264,55 @@ impl<'a> Dataset<'a> {
             .collect()
     }
 
-    /// Draw `n` samples into a batch; `scale` is [`Dataset::residual_scale`].
+    /// Draw `n` samples into a batch; `scale` is [`Dataset::residual_scale`]. Sample i draws from
+    /// its own stream `mix(seed, i)`, so the samples are assembled in parallel and the batch does
+    /// not depend on the thread count.
     pub(crate) fn batch(
         &self,
         n: usize,
         schedule: &NoiseSchedule,
         scale: &[f64],
-        rng: &mut impl Rng,
+        seed: u64,
     ) -> Batch {
         let plane = self.tile * self.tile;
-        let mut out = Batch::default();
-        for _ in 0..n {
-            let sample = self.sample(rng);
-            out.cond.extend(sample.cond);
-            let t = rng.random_range(0..schedule.len());
-            let (ca, cb) = schedule.q_sample_coefs(t);
-            out.t.push(t as u32);
-            for (band, r) in sample.residual.chunks_exact(plane).enumerate() {
-                for &v in r {
-                    let e: f32 = StandardNormal.sample(rng);
-                    let r0 = if v.is_finite() {
-                        f64::from(v) / scale[band]
-                    } else {
-                        0.0
-                    };
-                    out.x_t.push((ca * r0 + cb * f64::from(e)) as f32);
-                    out.v.push(v_target(schedule, t, r0, f64::from(e)) as f32);
-                    out.weight.push(if v.is_finite() { 1.0 } else { 0.0 });
+        let parts: Vec<Batch> = (0..n)
+            .into_par_iter()
+            .map(|i| {
+                let mut rng = ChaCha8Rng::seed_from_u64(mix(seed, i as u64));
+                let sample = self.sample(&mut rng);
+                let t = rng.random_range(0..schedule.len());
+                let (ca, cb) = schedule.q_sample_coefs(t);
+                let len = sample.residual.len();
+                let mut out = Batch {
+                    x_t: Vec::with_capacity(len),
+                    cond: sample.cond,
+                    t: vec![t as u32],
+                    v: Vec::with_capacity(len),
+                    weight: Vec::with_capacity(len),
+                };
+                for (band, r) in sample.residual.chunks_exact(plane).enumerate() {
+                    for &v in r {
+                        let e: f32 = StandardNormal.sample(&mut rng);
+                        let r0 = if v.is_finite() {
+                            f64::from(v) / scale[band]
+                        } else {
+                            0.0
+                        };
+                        out.x_t.push((ca * r0 + cb * f64::from(e)) as f32);
+                        out.v.push(v_target(schedule, t, r0, f64::from(e)) as f32);
+                        out.weight.push(if v.is_finite() { 1.0 } else { 0.0 });
+                    }
                 }
-            }
+                out
+            })
+            .collect();
+        let mut out = Batch::default();
+        for p in parts {
+            out.x_t.extend(p.x_t);
+            out.cond.extend(p.cond);
+            out.t.extend(p.t);
+            out.v.extend(p.v);
+            out.weight.extend(p.weight);
         }
         out
     }
@@ -320,7 +343,12 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let scale = ds.residual_scale(8, &mut rng);
         assert!(scale[0] > 0.0 && scale[0].is_finite());
-        let b = ds.batch(3, &sched, &scale, &mut rng);
+        let b = ds.batch(3, &sched, &scale, 7);
+        assert_eq!(
+            b.x_t,
+            ds.batch(3, &sched, &scale, 7).x_t,
+            "same seed, same batch"
+        );
         assert_eq!(
             (b.x_t.len(), b.cond.len(), b.t.len(), b.weight.len()),
             (192, 576, 3, 192)

@@ -15,8 +15,11 @@ use crate::seed::mix;
 use crate::unet::UNet;
 use crate::ModelError;
 
-/// Samples per forward pass unless [`FillModel::set_max_batch`] says otherwise.
-const DEFAULT_MAX_BATCH: usize = 256;
+/// Pixels per forward pass (samples × H × W) unless [`FillModel::set_max_batch`] says otherwise:
+/// on CPU a few 64-px samples already keep the cores busy and the im2col buffers of one layer stay
+/// near 200 MB; a GPU wants large batches.
+const CPU_BATCH_PIXELS: usize = 1 << 16;
+const GPU_BATCH_PIXELS: usize = 1 << 22;
 
 /// One tile to fill: `[lead..., h, w]` values with NaN where missing, and its seed
 /// (see [`crate::tile_seed`]).
@@ -54,7 +57,7 @@ pub struct FillModel {
     history: TrainingHistory,
     schedule: NoiseSchedule,
     device: Device,
-    max_batch: usize,
+    max_batch: Option<usize>,
 }
 
 /// One (tile, date, member) to sample.
@@ -82,7 +85,7 @@ impl FillModel {
             history: ckpt.history,
             schedule,
             device: device.clone(),
-            max_batch: DEFAULT_MAX_BATCH,
+            max_batch: None,
         })
     }
 
@@ -101,13 +104,18 @@ impl FillModel {
             history: TrainingHistory::default(),
             schedule,
             device: device.clone(),
-            max_batch: DEFAULT_MAX_BATCH,
+            max_batch: None,
         }
     }
 
-    /// Samples per forward pass.
-    pub(crate) fn max_batch(&self) -> usize {
-        self.max_batch
+    /// Samples of `h`×`w` pixels per forward pass.
+    pub(crate) fn batch_for(&self, h: usize, w: usize) -> usize {
+        let budget = if self.device.is_cpu() {
+            CPU_BATCH_PIXELS
+        } else {
+            GPU_BATCH_PIXELS
+        };
+        self.max_batch.unwrap_or(budget / (h * w).max(1)).max(1)
     }
 
     /// The trained tile size (the worker pads/crops to it).
@@ -136,9 +144,10 @@ impl FillModel {
         &self.history
     }
 
-    /// Samples per forward pass (default 256); more uses more memory.
+    /// Samples per forward pass (default: 65 536 pixels' worth on CPU, 4 M on a GPU); more uses
+    /// more memory.
     pub fn set_max_batch(&mut self, n: usize) {
-        self.max_batch = n.max(1);
+        self.max_batch = Some(n.max(1));
     }
 
     fn check_tile(&self, i: usize, tile: &TileInput) -> Result<Layout, ModelError> {
@@ -230,7 +239,8 @@ impl FillModel {
             let (la, lb) = (&layouts[jobs[a].tile], &layouts[jobs[b].tile]);
             (la.height, la.width) == (lb.height, lb.width)
         }) {
-            for chunk in group.chunks(self.max_batch) {
+            let l = &layouts[jobs[group[0]].tile];
+            for chunk in group.chunks(self.batch_for(l.height, l.width)) {
                 let out = self.sample_chunk(
                     chunk.iter().map(|&j| &jobs[j]).collect(),
                     &layouts,

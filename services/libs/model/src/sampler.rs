@@ -214,9 +214,11 @@ pub(crate) fn sample(
         // Re-impose the known pixels with a forward-process draw at the new noise level.
         let (a, b) = schedule.q_sample_coefs(p);
         let xk = ((known.values * a)? + (noise.draw(&device)? * b)?)?;
-        x = ((&x * &unknown)? + (xk * known.mask)?)?;
+        // Detached: with a network whose weights are training variables, every step's autograd
+        // graph would otherwise stay reachable from x, and memory would grow with the steps.
+        x = ((&x * &unknown)? + (xk * known.mask)?)?.detach();
     }
-    (x * &unknown)? + (known.values * known.mask)?
+    Ok(((x * &unknown)? + (known.values * known.mask)?)?.detach())
 }
 
 #[cfg(test)]
@@ -377,6 +379,31 @@ mod tests {
         assert_eq!((a[0], a[2]), (0.25, -1.5));
         assert_eq!(a, run(9)?);
         assert_ne!(a, run(10)?);
+        Ok(())
+    }
+
+    /// The calibration at the end of `train` samples with a network whose weights are training
+    /// variables. If a step's result kept its autograd graph, every step would hold on to all the
+    /// ones before it and memory would grow with the steps (it reached the OOM killer). The sample
+    /// must carry no gradient path back to the weights.
+    #[test]
+    fn samples_hold_no_autograd_graph() -> anyhow::Result<()> {
+        let dev = Device::Cpu;
+        let s = lin();
+        let weight = candle_core::Var::new(&[0.5f32], &dev)?;
+        let mask = Tensor::new(&[[[[1f32, 0.0], [0.0, 0.0]]]], &dev)?;
+        let values = Tensor::zeros((1, 1, 2, 2), candle_core::DType::F32, &dev)?;
+        let known = Known {
+            mask: &mask,
+            values: &values,
+            clip: None,
+        };
+        let mut noise = Noise::new(&[3], [1, 2, 2]);
+        let mut eps = |x: &Tensor, _t: usize| x.broadcast_mul(weight.as_tensor());
+        let sampler = Sampler::Ddim { steps: 5, eta: 1.0 };
+        let x = sample(&s, sampler, &known, &mut noise, &mut eps)?;
+        let grads = x.sum_all()?.backward()?;
+        assert!(grads.get(weight.as_tensor()).is_none());
         Ok(())
     }
 }

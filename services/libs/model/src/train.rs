@@ -28,8 +28,8 @@ use crate::seed::mix;
 use crate::unet::{UNet, UNetConfig};
 use crate::{ModelError, SceneArray};
 
-/// Training settings. `Default` is what users get: about 1 s per step, so about 14 minutes, on a
-/// 2-core CPU whatever the scene's size (see the crate README for measurements).
+/// Training settings. `Default` is the `small` preset (the original 0.2 M-parameter net); users
+/// get [`crate::Preset::for_device`]'s config (see the crate README for measurements).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainConfig {
     /// Total optimiser steps; a resumed run continues until the checkpoint has this many.
@@ -56,6 +56,11 @@ pub struct TrainConfig {
     pub log_every: usize,
     /// Keep the AdamW moments in the checkpoint (3× the size; exact resume).
     pub save_optimizer: bool,
+    /// Held-out windows filled at the end to fit the spread calibration (0: no calibration,
+    /// κ = 1; see the `calibrate` module).
+    pub calibration_windows: usize,
+    /// Name of the [`crate::Preset`] this config came from, stored in the checkpoint.
+    pub preset: Option<String>,
 }
 
 impl Default for TrainConfig {
@@ -73,6 +78,8 @@ impl Default for TrainConfig {
             min_observed: 0.9,
             log_every: 10,
             save_optimizer: true,
+            calibration_windows: 32,
+            preset: None,
         }
     }
 }
@@ -192,6 +199,7 @@ pub fn train(
                 seed: cfg.seed,
                 lr: cfg.lr,
                 batch: cfg.batch,
+                preset: cfg.preset.clone(),
                 ..Default::default()
             };
             (meta, norm, history)
@@ -256,8 +264,12 @@ pub fn train(
     let (s, b) = (meta.tile, layout.bands);
     let mut acc = (0f64, 0usize);
     for step in history.step..cfg.steps {
-        let mut rng = ChaCha8Rng::seed_from_u64(mix(history.seed, step as u64));
-        let batch = data.batch(cfg.batch, &schedule, &meta.residual_scale, &mut rng);
+        let batch = data.batch(
+            cfg.batch,
+            &schedule,
+            &meta.residual_scale,
+            mix(history.seed, step as u64),
+        );
         let n = cfg.batch;
         let loss = (|| -> candle_core::Result<Tensor> {
             let x_t = Tensor::from_vec(batch.x_t, (n, b, s, s), device)?;
@@ -291,6 +303,18 @@ pub fn train(
             loss: value,
         });
     }
+    // The calibration samples with a copy of the weights that autograd does not track: sampling
+    // with the training variables themselves keeps every forward's graph alive (this grew the
+    // RSS by ~170 MB/s until the OOM killer stopped `train`).
+    drop(unet);
+    let frozen = vars
+        .iter()
+        .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
+        .collect();
+    let unet = UNet::new(
+        VarBuilder::from_tensors(frozen, DType::F32, device),
+        &meta.unet,
+    )?;
     let model = FillModel::from_parts(
         unet,
         meta.clone(),
@@ -298,7 +322,8 @@ pub fn train(
         NoiseSchedule::new(&meta.schedule)?,
         device,
     );
-    meta.spread_scale = calibrate::spread_scale(&model, &data, history.seed)?;
+    meta.spread_scale =
+        calibrate::spread_scale(&model, &data, history.seed, cfg.calibration_windows)?;
     history.wall_seconds += started.elapsed().as_secs_f64();
 
     let mut tensors = BTreeMap::new();

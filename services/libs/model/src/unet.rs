@@ -3,12 +3,14 @@
 
 use candle_core::{Module, Tensor};
 type Result<T> = candle_core::Result<T>;
-use candle_nn::{group_norm, Conv2d, GroupNorm, VarBuilder};
+use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::blocks::{
     conv3, Attention, Downsample, GeoEmbedding, ResBlock, TimeEmbedding, Upsample,
 };
+use crate::conv::Conv2d;
+use crate::norm::{group_norm, GroupNorm};
 use crate::ModelError;
 
 /// Sizes of the UNet. `data_channels` and `cond_channels` are set by [`crate::train`] from the scene.
@@ -263,7 +265,7 @@ impl UNet {
             mid_attn,
             mid2,
             up,
-            norm_out: group_norm(g, b, 1e-5, vb.pp("norm_out"))?,
+            norm_out: group_norm(g, b, true, vb.pp("norm_out"))?,
             conv_out: conv3(b, cfg.data_channels, vb.pp("conv_out"))?,
         })
     }
@@ -314,7 +316,7 @@ impl UNet {
                 h = u.forward(&h)?;
             }
         }
-        self.conv_out.forward(&self.norm_out.forward(&h)?.silu()?)
+        self.conv_out.forward(&self.norm_out.forward(&h)?)
     }
 }
 
