@@ -30,6 +30,8 @@ fn bundled_checkpoint_loads_and_names_its_tile() {
     let ckpt = root().join("assets/demo/landsat7_crop.safetensors");
     let bytes = std::fs::read(&ckpt).unwrap();
     let model = model::FillModel::from_checkpoint(&bytes, &model::Device::Cpu).unwrap();
-    assert_eq!(model.tile_size(), 32);
+    // Trained at `train`'s CPU defaults: the base preset, 64-px tiles.
+    assert_eq!(model.tile_size(), 64);
     assert_eq!(model.lead_shape(), &[3]);
+    assert_eq!(model.history().preset.as_deref(), Some("base"));
 }

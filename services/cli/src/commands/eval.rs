@@ -51,6 +51,19 @@ pub async fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     let (h, w) = (h as usize, w as usize);
     let report = scoring::score(&p, &t, select.as_deref(), h, w);
     let mut json = serde_json::to_value(&report)?;
+    // A diffusion fill with --ensemble > 1 also reports its spread: score it as a forecast.
+    if let Ok(spread) = Scene::open(&args.prediction, "spread", None).await {
+        let s = spread.read_window(all).await?.values;
+        ensure!(
+            s.len() == t.len(),
+            "{}: spread has {} values, data {}",
+            args.prediction,
+            s.len(),
+            t.len()
+        );
+        json["probabilistic"] =
+            serde_json::to_value(scoring::probabilistic(&p, &s, &t, select.as_deref()))?;
+    }
     if let Some(max_lag) = args.variogram {
         let plane = h * w;
         let bands: Vec<serde_json::Value> = (0..t.len() / plane.max(1))

@@ -2,14 +2,14 @@
 //!
 //! ```text
 //! cargo run --release -p model --example train_demo -- SCENE.f32 3,718,791 OUT.safetensors \
-//!     [steps=N] [tile=N] [batch=N] [base=N] [lr=X] [seed=N] [resume=CKPT]
+//!     [model=small|base|large] [steps=N] [tile=N] [batch=N] [base=N] [lr=X] [seed=N] [resume=CKPT]
 //! ```
-//! Unset options take `TrainConfig::default()`, the user defaults.
+//! Unset options take the preset's values (`base` by default, as `terrafill train` on CPU).
 
 use std::time::Instant;
 
 use anyhow::Context;
-use model::{train, Device, SceneArray, TrainConfig, TrainProgress};
+use model::{train, Device, Preset, SceneArray, TrainProgress};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -26,9 +26,16 @@ fn main() -> anyhow::Result<()> {
         .map(str::parse)
         .collect::<Result<_, _>>()
         .context("DIMS")?;
-    let mut cfg = TrainConfig::default();
+    // `model=NAME` first picks the preset the other options then adjust (default: base, the CPU
+    // default of `terrafill train`).
+    let preset = opts
+        .iter()
+        .find_map(|o| o.strip_prefix("model="))
+        .unwrap_or("base")
+        .parse::<Preset>()?;
+    let mut cfg = preset.train_config();
     let mut resume = None;
-    for o in opts {
+    for o in opts.iter().filter(|o| !o.starts_with("model=")) {
         let (k, v) = o.split_once('=').context("options are key=value")?;
         match k {
             "steps" => cfg.steps = v.parse()?,

@@ -325,7 +325,7 @@ impl FillModel {
 
     /// Sample one member per seed from conditioning stacks `cond` (N·cond·H·W) with their priors
     /// (N·B·H·W, the stacks' last channels); returns each member's normalised values z = prior +
-    /// scale · residual (B·H·W each).
+    /// scale · residual (B·H·W each), clamped to the band's observed range.
     pub(crate) fn sample_stacks(
         &self,
         cond: Vec<f32>,
@@ -382,7 +382,11 @@ impl FillModel {
             .iter()
             .zip(prior)
             .enumerate()
-            .map(|(i, (&r, &p))| (f64::from(p) + f64::from(r) * scale[(i / (h * w)) % b]) as f32)
+            .map(|(i, (&r, &p))| {
+                let band = (i / (h * w)) % b;
+                let (lo, hi) = self.norm.observed_range(band);
+                ((f64::from(p) + f64::from(r) * scale[band]) as f32).clamp(lo, hi)
+            })
             .collect();
         Ok(values.chunks_exact(per).map(<[f32]>::to_vec).collect())
     }

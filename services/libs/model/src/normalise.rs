@@ -85,6 +85,14 @@ impl Normalisation {
         (lo as f32, hi as f32)
     }
 
+    /// The band's observed range in normalised units: filled values are clamped to it, so a fill
+    /// never leaves the range of the scene it was trained on (DN data stays in 0–255, say).
+    pub fn observed_range(&self, band: usize) -> (f32, f32) {
+        let lo = (self.min[band] - self.mean[band]) / self.std[band];
+        let hi = (self.max[band] - self.mean[band]) / self.std[band];
+        (lo as f32, hi as f32)
+    }
+
     /// Check the statistics are finite and match `bands`.
     pub(crate) fn validate(&self, bands: usize) -> Result<(), ModelError> {
         let ok = [&self.mean, &self.std, &self.min, &self.max]
@@ -118,6 +126,7 @@ mod tests {
         assert_eq!(n.forward(1, 30.0), 1.0);
         assert_eq!(n.inverse(1, 1.0), 30.0);
         assert_eq!(n.clip_range(0), (-2.0, 2.0));
+        assert_eq!(n.observed_range(0), (-1.0, 1.0));
         let empty = [f32::NAN; 6];
         assert!(Normalisation::from_values(&layout, &empty).is_err());
         Ok(())

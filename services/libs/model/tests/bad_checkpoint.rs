@@ -181,7 +181,36 @@ fn wrong_band_count_vs_input_is_named() -> anyhow::Result<()> {
 fn bundled_demo_checkpoint_loads() -> anyhow::Result<()> {
     let bytes = include_bytes!("../../../../assets/demo/landsat7_crop.safetensors");
     let m = FillModel::from_checkpoint(bytes, &Device::Cpu)?;
-    assert_eq!((m.tile_size(), m.lead_shape()), (32, &[3usize][..]));
-    assert_eq!(m.history().step, 800);
+    assert_eq!((m.tile_size(), m.lead_shape()), (64, &[3usize][..]));
+    assert_eq!(m.history().step, 400);
+    assert_eq!(m.history().preset.as_deref(), Some("base"));
+    Ok(())
+}
+
+/// A checkpoint written before presets and the fast layers existed (the previous demo
+/// checkpoint: `small` sizes, no `preset` entry) still loads and fills, bit-identically run to run.
+#[test]
+fn checkpoint_from_before_presets_loads_and_fills() -> anyhow::Result<()> {
+    let bytes = include_bytes!("fixtures/small_before_presets.safetensors");
+    let m = FillModel::from_checkpoint(bytes, &Device::Cpu)?;
+    assert_eq!(m.tile_size(), 32);
+    assert_eq!(m.history().preset, None);
+    let mut values: Vec<f32> = (0..3 * 32 * 32).map(|i| 60.0 + (i % 97) as f32).collect();
+    for v in values.iter_mut().skip(3 * 32 * 10).take(40) {
+        *v = f32::NAN;
+    }
+    let tile = model::TileInput {
+        shape: vec![3, 32, 32],
+        values,
+        seed: 5,
+        prior: None,
+    };
+    let opts = model::SampleOptions::default();
+    let a = m.fill(std::slice::from_ref(&tile), &opts)?;
+    let b = m.fill(&[tile], &opts)?;
+    assert!(a[0].values.iter().all(|v| v.is_finite()));
+    let bits =
+        |o: &[model::TileOutput]| o[0].values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&a), bits(&b));
     Ok(())
 }

@@ -4,8 +4,10 @@
 
 use serde::Serialize;
 
+mod ensemble;
 mod variogram;
 
+pub use ensemble::{crps_gaussian, probabilistic, Probabilistic};
 pub use variogram::{log_ratio_error, semivariogram, Variogram};
 
 /// Scores of one band (or of all bands together).
