@@ -202,14 +202,18 @@ impl Stencil {
 #[derive(Debug, Clone, Copy)]
 struct ConvOp(Stencil);
 
-/// The f32 values of a contiguous storage, or an error naming `what`.
-fn contiguous_f32<'a>(what: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+/// The f32 values of a contiguous storage, or an error naming the op and the argument.
+pub(crate) fn contiguous_f32<'a>(
+    (op, what): (&str, &str),
+    storage: &'a CpuStorage,
+    layout: &Layout,
+) -> Result<&'a [f32]> {
     let CpuStorage::F32(data) = storage else {
-        candle_core::bail!("conv2d: {what} must be f32, got {:?}", storage.dtype());
+        candle_core::bail!("{op}: {what} must be f32, got {:?}", storage.dtype());
     };
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("conv2d: {what} must be contiguous"),
+        None => candle_core::bail!("{op}: {what} must be contiguous"),
     }
 }
 
@@ -238,9 +242,9 @@ impl CustomOp3 for ConvOp {
             );
         }
         let (x, wm, shift) = (
-            contiguous_f32("input", xs, xl)?,
-            contiguous_f32("weight", ws, wl)?,
-            contiguous_f32("shift", ss, sl)?,
+            contiguous_f32(("conv2d", "input"), xs, xl)?,
+            contiguous_f32(("conv2d", "weight"), ws, wl)?,
+            contiguous_f32(("conv2d", "shift"), ss, sl)?,
         );
         let dev = candle_core::Device::Cpu;
         let mut y = Vec::with_capacity(n * cout * h * w);
@@ -292,13 +296,7 @@ mod tests {
     use candle_nn::VarMap;
 
     use super::*;
-
-    /// Largest |a − b| relative to max |b|.
-    fn rel_err(a: &Tensor, b: &Tensor) -> anyhow::Result<f32> {
-        let d = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
-        let m = b.abs()?.max_all()?.to_scalar::<f32>()?.max(1e-12);
-        Ok(d / m)
-    }
+    use crate::testing::rel_err;
 
     /// Output, input gradient and weight/bias gradients (and those of the per-sample shift)
     /// against candle's own conv2d, on random inputs and an upstream gradient that is not all ones.

@@ -32,6 +32,18 @@ mod seed;
 mod train;
 pub mod unet;
 
+#[cfg(test)]
+mod testing {
+    use candle_core::Tensor;
+
+    /// Largest |a − b| relative to max |b|.
+    pub(crate) fn rel_err(a: &Tensor, b: &Tensor) -> anyhow::Result<f32> {
+        let d = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        let m = b.abs()?.max_all()?.to_scalar::<f32>()?.max(1e-12);
+        Ok(d / m)
+    }
+}
+
 pub use candle_core::Device;
 pub use checkpoint::{ModelMeta, TrainingHistory, FORMAT as CHECKPOINT_FORMAT};
 pub use device::DeviceSpec;

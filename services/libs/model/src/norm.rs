@@ -15,7 +15,6 @@
 //! On CUDA the layer is candle-nn's. Weights are candle-nn's (`weight`, `bias`), so checkpoints are
 //! the same on both paths.
 
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Layout, Module, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
@@ -97,13 +96,7 @@ fn dims(l: &Layout) -> Result<(usize, usize, usize)> {
 }
 
 fn f32s<'a>(what: &str, s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        candle_core::bail!("group_norm: {what} must be f32, got {:?}", s.dtype());
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("group_norm: {what} must be contiguous"),
-    }
+    crate::conv::contiguous_f32(("group_norm", what), s, l)
 }
 
 /// Mean and 1/σ of one group's values.
@@ -260,12 +253,7 @@ mod tests {
     use candle_nn::VarMap;
 
     use super::*;
-
-    fn rel_err(a: &Tensor, b: &Tensor) -> anyhow::Result<f32> {
-        let d = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
-        let m = b.abs()?.max_all()?.to_scalar::<f32>()?.max(1e-12);
-        Ok(d / m)
-    }
+    use crate::testing::rel_err;
 
     /// Output and the gradients of x, γ and β against candle-nn's GroupNorm (+ candle's SiLU),
     /// with γ and β away from their initial 1 and 0 and an upstream gradient that is not uniform.
