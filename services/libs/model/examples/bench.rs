@@ -107,7 +107,7 @@ fn train_step(cfg: &TrainConfig, dev: &Device, steps: usize) -> anyhow::Result<f
     Ok(dt[dt.len() / 2])
 }
 
-/// One row per (preset, convolution path).
+/// One row per (preset, layer path).
 fn bench_preset(p: Preset, dev: &Device, mm: f64, compare: bool) -> anyhow::Result<()> {
     let cfg = p.train_config();
     let unet = UNetConfig {

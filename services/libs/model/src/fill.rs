@@ -16,8 +16,8 @@ use crate::unet::UNet;
 use crate::ModelError;
 
 /// Pixels per forward pass (samples × H × W) unless [`FillModel::set_max_batch`] says otherwise:
-/// on CPU a few 64-px samples already keep the cores busy and the im2col buffers of one layer stay
-/// near 200 MB; a GPU wants large batches.
+/// on CPU 16 samples of 64 px already keep both cores busy (the convolutions run one gemm per
+/// sample); a GPU wants large batches.
 const CPU_BATCH_PIXELS: usize = 1 << 16;
 const GPU_BATCH_PIXELS: usize = 1 << 22;
 
@@ -378,13 +378,14 @@ impl FillModel {
             .and_then(|t| t.flatten_all())
             .and_then(|t| t.to_vec1())
             .ctx("reading samples")?;
+        let range: Vec<(f32, f32)> = (0..b).map(|band| self.norm.observed_range(band)).collect();
         let values: Vec<f32> = flat
             .iter()
             .zip(prior)
             .enumerate()
             .map(|(i, (&r, &p))| {
                 let band = (i / (h * w)) % b;
-                let (lo, hi) = self.norm.observed_range(band);
+                let (lo, hi) = range[band];
                 ((f64::from(p) + f64::from(r) * scale[band]) as f32).clamp(lo, hi)
             })
             .collect();

@@ -196,7 +196,7 @@ impl CustomOp3 for GroupNormBwd {
         let (n, c, px) = dims(xl)?;
         let (x, params, dy) = (
             f32s("x", xs, xl)?,
-            f32s("weight", gs, gl)?,
+            f32s("weight and bias", gs, gl)?,
             f32s("grad", ds, dl)?,
         );
         let (gamma, beta) = params.split_at(c);

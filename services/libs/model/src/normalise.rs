@@ -80,9 +80,8 @@ impl Normalisation {
     /// Range to which predicted x̂_0 is clipped during sampling, per band in normalised units: the
     /// observed range widened by one standard deviation on each side.
     pub fn clip_range(&self, band: usize) -> (f32, f32) {
-        let lo = (self.min[band] - self.mean[band]) / self.std[band] - 1.0;
-        let hi = (self.max[band] - self.mean[band]) / self.std[band] + 1.0;
-        (lo as f32, hi as f32)
+        let (lo, hi) = self.observed_range(band);
+        (lo - 1.0, hi + 1.0)
     }
 
     /// The band's observed range in normalised units: filled values are clamped to it, so a fill
