@@ -1,82 +1,284 @@
 //! Inverse-distance fill of missing pixels, in the spirit of GDAL's FillNodata: each missing pixel
-//! looks outward along [`RAYS`] directions for the nearest observed pixel and averages what it
-//! finds with weights 1/d². Sources are observed pixels only, never earlier fills, so the result
-//! does not depend on scan order.
-
-use std::f64::consts::TAU;
+//! looks outward along the 16 directions of [`RAYS`] (every 21.8°–23.2°) for the nearest
+//! observed pixel and averages what it finds with weights 1/d². Sources are observed pixels only,
+//! never earlier fills, so the result does not depend on scan order.
+//!
+//! The search costs O(1) per pixel and direction, however large the gap. A ray is a digital line
+//! that repeats with a period: along direction s = (dy, dx) it visits the pixels
+//! p + k·s + oᵢ for k = 0, 1, … and the offsets oᵢ of one period ([`Ray::offsets`], ending at s
+//! itself). So the first observed pixel seen from p is among its first period, or it is the one
+//! seen from p + s; one pass over the plane in the right order finds it for every pixel at once
+//! (see [`trace`]). A search radius makes the fill of a pixel depend only on the pixels within
+//! that distance, so a tile read with a margin of the radius is filled exactly as the whole scene
+//! would be, whatever the tiling.
 
 use tiling::Window;
 
-/// Directions searched from each missing pixel (every 22.5°).
-pub const RAYS: usize = 16;
+/// Directions searched from each missing pixel, as whole steps (dy, dx): the axes, the diagonals
+/// and the 2:5 slopes between them (21.8° from an axis; every 22.5° would need irrational steps).
+pub const RAYS: [(i64, i64); 16] = [
+    (0, 5),
+    (2, 5),
+    (5, 5),
+    (5, 2),
+    (5, 0),
+    (5, -2),
+    (5, -5),
+    (2, -5),
+    (0, -5),
+    (-2, -5),
+    (-5, -5),
+    (-5, -2),
+    (-5, 0),
+    (-5, 2),
+    (-5, 5),
+    (-2, 5),
+];
 
-/// Fills the NaN pixels of one `h × w` plane in place; returns how many stayed NaN (no observed
-/// pixel on any ray inside the plane).
+/// The search radius of a tile's first pass, in pixels: above GDAL FillNodata's default
+/// `max_search_distance` of 100.
+pub const FIRST_RADIUS: u64 = 128;
+
+/// The radii of the passes that fill a tile of an `h × w` scene: [`FIRST_RADIUS`], then ×4 each
+/// pass until one reaches every pixel of the scene. Each pass fills only what the earlier ones
+/// left, so a pixel's value depends on the scene, never on the tile it was computed in.
+pub fn search_radii(h: u64, w: u64) -> Vec<u64> {
+    let reach = (h as f64).hypot(w as f64).ceil() as u64;
+    let mut radii = vec![FIRST_RADIUS];
+    while radii[radii.len() - 1] < reach {
+        radii.push(radii[radii.len() - 1].saturating_mul(4));
+    }
+    radii
+}
+
+/// Fills the NaN pixels of one `h × w` plane in place, searching the whole plane; returns how
+/// many stayed NaN (no observed pixel on any ray inside the plane).
 pub fn fill_plane(plane: &mut [f32], h: usize, w: usize) -> usize {
     let region = Window::new(0, 0, h as u64, w as u64);
-    let filled = fill_region(plane, h, w, &region);
+    let filled = fill_region(plane, (h, w), &region, None);
     let unfilled = filled.iter().filter(|v| v.is_nan()).count();
     plane.copy_from_slice(&filled);
     unfilled
 }
 
-/// The pixels of `region` (inside the `h × w` plane) with their gaps filled from the observed
-/// pixels of the whole plane. Only the region is computed, so a wide context stays cheap.
-pub fn fill_region(plane: &[f32], h: usize, w: usize, region: &Window) -> Vec<f32> {
-    let dirs: Vec<(f64, f64)> = (0..RAYS)
-        .map(|k| {
-            let a = TAU * k as f64 / RAYS as f64;
-            (a.sin(), a.cos())
-        })
-        .collect();
-    let mut out = Vec::with_capacity(region.area() as usize);
-    for y in region.y0 as usize..region.y1() as usize {
-        for x in region.x0 as usize..region.x1() as usize {
-            let v = plane[y * w + x];
-            out.push(if v.is_nan() {
-                weighted_mean(plane, h, w, y, x, &dirs).unwrap_or(f32::NAN)
-            } else {
-                v
-            });
+/// The pixels of `region` (inside the `h × w` plane) with their gaps filled from the first
+/// observed pixel along each ray, where it lies within `radius` pixels (Euclidean; `None`: the
+/// whole plane). A gap pixel with nothing in reach stays NaN.
+///
+/// With a radius r, the result for a pixel depends only on the plane within r of it: filling a
+/// region of a plane that extends at least r beyond it (or to the scene's edge) gives the same
+/// bytes as filling the whole scene.
+pub fn fill_region(
+    plane: &[f32],
+    (h, w): (usize, usize),
+    region: &Window,
+    radius: Option<f64>,
+) -> Vec<f32> {
+    let whole = Window::new(0, 0, h as u64, w as u64);
+    let mut out = whole.crop(plane, 1, region);
+    if !out.iter().any(|v| v.is_nan()) {
+        return out;
+    }
+    let reach2 = radius.map_or(f64::INFINITY, |r| r * r);
+    let (rw, ry0, rx0) = (
+        region.width as usize,
+        region.y0 as usize,
+        region.x0 as usize,
+    );
+    let mut sum = vec![0.0f64; out.len()];
+    let mut weight = vec![0.0f64; out.len()];
+    let mut found = Found::new(plane.len());
+    for step in RAYS {
+        trace(plane, (h, w), &Ray::new(step), &mut found);
+        for (i, v) in out.iter().enumerate() {
+            if !v.is_nan() {
+                continue;
+            }
+            let p = (ry0 + i / rw) * w + rx0 + i % rw;
+            let (oy, ox) = found.offset[p];
+            let d2 = f64::from(oy).powi(2) + f64::from(ox).powi(2);
+            if found.offset[p] != NONE && d2 <= reach2 {
+                sum[i] += f64::from(found.value[p]) / d2;
+                weight[i] += 1.0 / d2;
+            }
+        }
+    }
+    for ((v, s), wt) in out.iter_mut().zip(&sum).zip(&weight) {
+        if v.is_nan() && *wt > 0.0 {
+            *v = (s / wt) as f32;
         }
     }
     out
 }
 
-/// 1/d²-weighted mean of the first observed pixel along each ray from (y, x).
-fn weighted_mean(
-    source: &[f32],
-    h: usize,
-    w: usize,
-    y: usize,
-    x: usize,
-    dirs: &[(f64, f64)],
-) -> Option<f32> {
-    let (mut sum, mut weight) = (0.0f64, 0.0f64);
-    for &(dy, dx) in dirs {
-        let mut t = 1.0f64;
-        loop {
-            let py = (y as f64 + dy * t).round();
-            let px = (x as f64 + dx * t).round();
-            if py < 0.0 || px < 0.0 || py >= h as f64 || px >= w as f64 {
-                break;
-            }
-            let v = source[py as usize * w + px as usize];
-            if !v.is_nan() {
-                let d2 = (py - y as f64).powi(2) + (px - x as f64).powi(2);
-                sum += f64::from(v) / d2;
-                weight += 1.0 / d2;
-                break;
-            }
-            t += 1.0;
+/// One search direction: a whole step and the pixels one period of its digital line visits.
+struct Ray {
+    step: (i64, i64),
+    /// (round(t·dy/n), round(t·dx/n)) for t = 1..=n, n = max(|dy|, |dx|); the last is the step.
+    offsets: Vec<(i64, i64)>,
+}
+
+impl Ray {
+    fn new((dy, dx): (i64, i64)) -> Self {
+        let n = dy.abs().max(dx.abs());
+        let at = |d: i64, t: i64| (d as f64 * t as f64 / n as f64).round() as i64;
+        Self {
+            step: (dy, dx),
+            offsets: (1..=n).map(|t| (at(dy, t), at(dx, t))).collect(),
         }
     }
-    (weight > 0.0).then(|| (sum / weight) as f32)
+}
+
+/// Marks "nothing found" in [`Found::offset`].
+const NONE: (i32, i32) = (0, 0);
+
+/// Per missing pixel of a plane, the first observed pixel along one ray: its `offset` from the
+/// pixel ([`NONE`] when there is none inside the plane) and its `value`. Observed pixels' entries
+/// are not used.
+struct Found {
+    offset: Vec<(i32, i32)>,
+    value: Vec<f32>,
+}
+
+impl Found {
+    fn new(pixels: usize) -> Self {
+        Self {
+            offset: vec![NONE; pixels],
+            value: vec![0.0; pixels],
+        }
+    }
+}
+
+/// Finds, for every missing pixel p, the first observed pixel along `ray` inside the plane.
+/// Pixels are visited so that p + step comes before p: then p sees the first observed pixel of
+/// its own first period, or else what p + step sees.
+fn trace(plane: &[f32], (h, w): (usize, usize), ray: &Ray, found: &mut Found) {
+    let (dy, dx) = ray.step;
+    let inside = |y: i64, x: i64| (0..h as i64).contains(&y) && (0..w as i64).contains(&x);
+    let rows: Box<dyn Iterator<Item = usize>> = if dy > 0 {
+        Box::new((0..h).rev())
+    } else {
+        Box::new(0..h)
+    };
+    for y in rows {
+        for i in 0..w {
+            // Within a row only a horizontal step orders the pixels: against its direction.
+            let x = if dx > 0 { w - 1 - i } else { i };
+            let p = y * w + x;
+            if !plane[p].is_nan() {
+                continue;
+            }
+            let (py, px) = (y as i64, x as i64);
+            let mut hit = None;
+            for &(oy, ox) in &ray.offsets {
+                let (qy, qx) = (py + oy, px + ox);
+                if !inside(qy, qx) {
+                    break;
+                }
+                let v = plane[qy as usize * w + qx as usize];
+                if !v.is_nan() {
+                    hit = Some(((oy as i32, ox as i32), v));
+                    break;
+                }
+            }
+            let (offset, value) = match hit {
+                Some(hit) => hit,
+                None if inside(py + dy, px + dx) => {
+                    let q = (py + dy) as usize * w + (px + dx) as usize;
+                    match found.offset[q] {
+                        NONE => (NONE, 0.0),
+                        (qy, qx) => ((qy + dy as i32, qx + dx as i32), found.value[q]),
+                    }
+                }
+                None => (NONE, 0.0),
+            };
+            found.offset[p] = offset;
+            found.value[p] = value;
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A plane of a smooth field with gaps: rectangles and scattered pixels, from a fixed seed.
+    fn gappy_plane(h: usize, w: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize
+        };
+        let mut plane: Vec<f32> = (0..h * w)
+            .map(|i| ((i / w) as f32 * 0.3).sin() * 10.0 + (i % w) as f32 * 0.2)
+            .collect();
+        for _ in 0..6 {
+            let (y0, x0) = (next() % h, next() % w);
+            let (gh, gw) = (1 + next() % (h / 2), 1 + next() % (w / 2));
+            for y in y0..(y0 + gh).min(h) {
+                for x in x0..(x0 + gw).min(w) {
+                    plane[y * w + x] = f32::NAN;
+                }
+            }
+        }
+        for _ in 0..h * w / 10 {
+            plane[next() % (h * w)] = f32::NAN;
+        }
+        plane
+    }
+
+    /// The same search done the slow way: walk each ray's digital line pixel by pixel.
+    fn brute_force(plane: &[f32], (h, w): (usize, usize), radius: Option<f64>) -> Vec<f32> {
+        let rays: Vec<Ray> = RAYS.iter().map(|&s| Ray::new(s)).collect();
+        (0..h * w)
+            .map(|p| {
+                if !plane[p].is_nan() {
+                    return plane[p];
+                }
+                let (y, x) = ((p / w) as i64, (p % w) as i64);
+                let (mut sum, mut weight) = (0.0f64, 0.0f64);
+                for ray in &rays {
+                    let line = (0i64..).flat_map(|k| {
+                        ray.offsets
+                            .iter()
+                            .map(move |&(oy, ox)| (k * ray.step.0 + oy, k * ray.step.1 + ox))
+                    });
+                    for (oy, ox) in line {
+                        let (qy, qx) = (y + oy, x + ox);
+                        if qy < 0 || qx < 0 || qy >= h as i64 || qx >= w as i64 {
+                            break;
+                        }
+                        let v = plane[qy as usize * w + qx as usize];
+                        if !v.is_nan() {
+                            let d2 = (oy * oy + ox * ox) as f64;
+                            if radius.is_none_or(|r| d2 <= r * r) {
+                                sum += f64::from(v) / d2;
+                                weight += 1.0 / d2;
+                            }
+                            break;
+                        }
+                    }
+                }
+                if weight > 0.0 {
+                    (sum / weight) as f32
+                } else {
+                    f32::NAN
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rays_are_digital_lines_that_end_each_period_on_their_step() {
+        assert_eq!(
+            Ray::new((2, 5)).offsets,
+            vec![(0, 1), (1, 2), (1, 3), (2, 4), (2, 5)]
+        );
+        assert_eq!(Ray::new((-5, 5)).offsets.last(), Some(&(-5, 5)));
+        assert_eq!(Ray::new((0, -5)).offsets[0], (0, -1));
+    }
 
     #[test]
     fn fills_a_hole_in_a_plane_exactly_and_keeps_observed_pixels() {
@@ -111,8 +313,68 @@ mod tests {
     }
 
     #[test]
+    fn the_last_radius_reaches_the_whole_scene() {
+        assert_eq!(search_radii(100, 50), vec![FIRST_RADIUS]);
+        assert_eq!(search_radii(3000, 4000), vec![128, 512, 2048, 8192]);
+    }
+
+    #[test]
     fn a_plane_without_observations_stays_missing() {
         let mut plane = vec![f32::NAN; 16];
         assert_eq!(fill_plane(&mut plane, 4, 4), 16);
+    }
+
+    #[test]
+    fn the_one_pass_search_finds_what_walking_each_ray_finds() {
+        for seed in 0..8 {
+            let (h, w) = (23 + seed as usize, 37);
+            let plane = gappy_plane(h, w, seed);
+            let whole = Window::new(0, 0, h as u64, w as u64);
+            for radius in [None, Some(0.5), Some(3.0), Some(7.5)] {
+                let fast = fill_region(&plane, (h, w), &whole, radius);
+                let slow = brute_force(&plane, (h, w), radius);
+                for (p, (a, b)) in fast.iter().zip(&slow).enumerate() {
+                    assert!(
+                        a.to_bits() == b.to_bits(),
+                        "seed {seed} radius {radius:?} pixel {p}: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_region_read_with_a_margin_of_the_radius_fills_as_the_whole_plane() {
+        let (h, w) = (64, 80);
+        let plane = gappy_plane(h, w, 42);
+        let whole = Window::new(0, 0, h as u64, w as u64);
+        let radius = 9u64;
+        let everything = fill_region(&plane, (h, w), &whole, Some(radius as f64));
+        for region in [
+            Window::new(10, 12, 16, 16),
+            Window::new(0, 0, 20, 33),
+            Window::new(50, 70, 14, 10),
+        ] {
+            let context = region.expand(radius, h as u64, w as u64);
+            let sub = whole.crop(&plane, 1, &context);
+            let inner = Window::new(
+                region.y0 - context.y0,
+                region.x0 - context.x0,
+                region.height,
+                region.width,
+            );
+            let local = fill_region(
+                &sub,
+                (context.height as usize, context.width as usize),
+                &inner,
+                Some(radius as f64),
+            );
+            let expected = whole.crop(&everything, 1, &region);
+            let same = local
+                .iter()
+                .zip(&expected)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "region {region:?} differs from the whole-plane fill");
+        }
     }
 }
