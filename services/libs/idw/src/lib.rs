@@ -1,6 +1,6 @@
 //! Inverse-distance fill of missing pixels, in the spirit of GDAL's FillNodata: each missing pixel
 //! looks outward along the 16 directions of [`RAYS`] (every 21.8°–23.2°) for the nearest
-//! observed pixel and averages what it finds with weights 1/d². Sources are observed pixels only,
+//! observed pixel and averages what it finds with weights 1/d^1.5 ([`POWER`]). Sources are observed pixels only,
 //! never earlier fills, so the result does not depend on scan order.
 //!
 //! The search costs O(1) per pixel and direction, however large the gap. A ray is a digital line
@@ -34,6 +34,13 @@ pub const RAYS: [(i64, i64); 16] = [
     (-5, 5),
     (-2, 5),
 ];
+
+/// The power of the inverse-distance weights. GDAL uses 2. On the nine gap-benchmark inputs
+/// (blobs, stripes and a hole in Landsat 7, a Landsat series and ERA5 2 m temperature) 1.5 has
+/// lower NRMSE than 2 on all nine and beats FillNodata on all nine (2 loses on the ERA5 hole);
+/// 1.25 and 1 lower NRMSE by another 0.1–3 % on most but blur more (lower SSIM on Landsat 7);
+/// 3 is worse everywhere.
+pub const POWER: f64 = 1.5;
 
 /// The search radius of a tile's first pass, in pixels: above GDAL FillNodata's default
 /// `max_search_distance` of 100.
@@ -98,8 +105,9 @@ pub fn fill_region(
             let (oy, ox) = found.offset[p];
             let d2 = f64::from(oy).powi(2) + f64::from(ox).powi(2);
             if found.offset[p] != NONE && d2 <= reach2 {
-                sum[i] += f64::from(found.value[p]) / d2;
-                weight[i] += 1.0 / d2;
+                let wt = inverse_distance(d2);
+                sum[i] += f64::from(found.value[p]) * wt;
+                weight[i] += wt;
             }
         }
     }
@@ -109,6 +117,11 @@ pub fn fill_region(
         }
     }
     out
+}
+
+/// The weight of a source at squared distance `d2`: 1/d^[`POWER`].
+fn inverse_distance(d2: f64) -> f64 {
+    d2.powf(-POWER / 2.0)
 }
 
 /// One search direction: a whole step and the pixels one period of its digital line visits.
@@ -254,8 +267,8 @@ mod tests {
                         if !v.is_nan() {
                             let d2 = (oy * oy + ox * ox) as f64;
                             if radius.is_none_or(|r| d2 <= r * r) {
-                                sum += f64::from(v) / d2;
-                                weight += 1.0 / d2;
+                                sum += f64::from(v) * inverse_distance(d2);
+                                weight += inverse_distance(d2);
                             }
                             break;
                         }

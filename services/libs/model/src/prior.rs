@@ -27,7 +27,7 @@ pub(crate) fn idw_prior(
             .collect(),
         None => plane.to_vec(),
     };
-    idw::fill_region(&visible, h, w, region)
+    idw::fill_region(&visible, (h, w), region, None)
         .into_iter()
         .map(|v| if v.is_finite() { v } else { 0.0 })
         .collect()

@@ -48,8 +48,9 @@ pub async fn compute(job: &JobContext, tiles: &[Tile]) -> Result<Vec<TileFill>, 
     }
 }
 
-/// IDW with context: reads the tile plus a margin so gaps near the tile edge see observed pixels
-/// beyond it; if a gap is wider than the margin, grows the margin (×4) up to the whole scene.
+/// IDW with context: reads the tile plus a margin of the search radius so gaps near the tile edge
+/// see observed pixels beyond it, in passes of growing radius (see [`idw::search_radii`]) while
+/// pixels are left unfilled.
 async fn idw_tile(job: &JobContext, tile: &Tile) -> Result<TileFill, WorkerError> {
     Ok(TileFill {
         values: idw_with_context(job, tile).await?.filled,
@@ -62,12 +63,14 @@ pub(crate) struct ContextFill {
     /// The tile's values, NaN where missing.
     pub observed: Vec<f32>,
     /// The same with gaps filled from the observed pixels around the tile; NaN only where a
-    /// plane has no observed pixel at all.
+    /// plane has no observed pixel on any ray in the whole scene.
     pub filled: Vec<f32>,
 }
 
-/// Reads a tile with context and fills its gaps by IDW (see [`idw_tile`]); one read serves both
-/// the observed values and the fill.
+/// Reads a tile with context and fills its gaps by IDW (see [`idw_tile`]); the first read serves
+/// both the observed values and the fill. Each pass searches as far as its context reaches and
+/// fills only the pixels earlier passes left, so every pixel gets the value a whole-scene fill
+/// at the same radius gives it, whichever tile computes it: overlapping tiles agree exactly.
 ///
 /// # Errors
 /// [`WorkerError::Storage`] naming the tile.
@@ -76,39 +79,65 @@ pub(crate) async fn idw_with_context(
     tile: &Tile,
 ) -> Result<ContextFill, WorkerError> {
     let (h, w) = (job.grid.height(), job.grid.width());
-    let mut margin = job.grid.tile_size().max(1);
-    loop {
-        let context = tile.window.expand(margin, h, w);
+    let mut result: Option<ContextFill> = None;
+    for radius in idw::search_radii(h, w) {
+        let context = tile.window.expand(radius, h, w);
         let data = job.read(tile.index, context).await?;
-        // The tile's window in the context's own coordinates.
-        let inner = Window::new(
-            tile.window.y0 - context.y0,
-            tile.window.x0 - context.x0,
-            tile.window.height,
-            tile.window.width,
-        );
-        let (fill, left) = tokio::task::spawn_blocking(move || {
-            let plane = context.area() as usize;
-            let (ch, cw) = (context.height as usize, context.width as usize);
-            let filled: Vec<f32> = data
-                .values
-                .chunks(plane)
-                .flat_map(|p| idw::fill_region(p, ch, cw, &inner))
-                .collect();
-            let left = filled.iter().filter(|v| v.is_nan()).count();
-            let lead = data.values.len() / plane.max(1);
-            let observed =
-                Window::new(0, 0, context.height, context.width).crop(&data.values, lead, &inner);
-            (ContextFill { observed, filled }, left)
+        let (inner, earlier) = (tile_in(&context, tile), result.take());
+        let pass = tokio::task::spawn_blocking(move || {
+            idw_pass(&data.values, &context, &inner, radius, earlier)
         })
         .await?;
-        if left == 0 || covers(&context, h, w) {
-            return Ok(fill);
+        let done = !pass.filled.iter().any(|v| v.is_nan());
+        result = Some(pass);
+        if done {
+            break;
         }
-        margin = margin.saturating_mul(4);
     }
+    Ok(result.expect("search_radii yields at least one radius"))
 }
 
-fn covers(window: &Window, h: u64, w: u64) -> bool {
-    window.y0 == 0 && window.x0 == 0 && window.height == h && window.width == w
+/// The tile's window in its context's own coordinates.
+fn tile_in(context: &Window, tile: &Tile) -> Window {
+    Window::new(
+        tile.window.y0 - context.y0,
+        tile.window.x0 - context.x0,
+        tile.window.height,
+        tile.window.width,
+    )
+}
+
+/// One pass of [`idw_with_context`] over `values` (`[lead, context]`): fills the pixels of
+/// `inner` that `earlier` left NaN (all gaps on the first pass) from within `radius`.
+fn idw_pass(
+    values: &[f32],
+    context: &Window,
+    inner: &Window,
+    radius: u64,
+    earlier: Option<ContextFill>,
+) -> ContextFill {
+    let plane = context.area() as usize;
+    let (ch, cw) = (context.height as usize, context.width as usize);
+    let lead = values.len() / plane.max(1);
+    let mut fill = earlier.unwrap_or_else(|| {
+        let observed = Window::new(0, 0, context.height, context.width).crop(values, lead, inner);
+        ContextFill {
+            filled: observed.clone(),
+            observed,
+        }
+    });
+    let tile_plane = inner.area() as usize;
+    for (p, source) in values.chunks(plane).enumerate() {
+        let target = &mut fill.filled[p * tile_plane..(p + 1) * tile_plane];
+        if !target.iter().any(|v| v.is_nan()) {
+            continue;
+        }
+        let found = idw::fill_region(source, (ch, cw), inner, Some(radius as f64));
+        for (t, f) in target.iter_mut().zip(found) {
+            if t.is_nan() {
+                *t = f;
+            }
+        }
+    }
+    fill
 }
