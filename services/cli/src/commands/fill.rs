@@ -8,9 +8,13 @@ use crate::args::{FillArgs, MethodArg, SubmitArgs};
 use crate::config::Config;
 use crate::progress::JobProgress;
 
-/// Default tile and overlap of the non-learned methods.
+/// Default tile and overlap of `identity` (which exercises the blend).
 const DEFAULT_TILE: u64 = 256;
 const DEFAULT_OVERLAP: u64 = 32;
+/// Default tile and overlap of `idw`: its tiles give exactly the whole-scene fill (see
+/// `idw::search_radii`), so they need no overlap, and larger tiles read less context per pixel.
+const IDW_TILE: u64 = 512;
+const IDW_OVERLAP: u64 = 0;
 
 pub async fn fill(args: &FillArgs, cfg: &Config) -> anyhow::Result<()> {
     let req = request(args).await?;
@@ -98,6 +102,7 @@ async fn request(args: &FillArgs) -> anyhow::Result<FillRequest> {
             let t = super::train::checkpoint_tile(url).await?;
             (t, t / 4)
         }
+        (MethodArg::Idw, _) => (IDW_TILE, IDW_OVERLAP),
         _ => (DEFAULT_TILE, DEFAULT_OVERLAP),
     };
     req.tile = args.tile.unwrap_or(tile);

@@ -16,22 +16,24 @@ use tiling::Window;
 
 /// Directions searched from each missing pixel, as whole steps (dy, dx): the axes, the diagonals
 /// and the 2:5 slopes between them (21.8° from an axis; every 22.5° would need irrational steps).
+/// A step is the shortest whole period of its line, so the axes and diagonals check one pixel
+/// per period and the 2:5 slopes five.
 pub const RAYS: [(i64, i64); 16] = [
-    (0, 5),
+    (0, 1),
     (2, 5),
-    (5, 5),
+    (1, 1),
     (5, 2),
-    (5, 0),
+    (1, 0),
     (5, -2),
-    (5, -5),
+    (1, -1),
     (2, -5),
-    (0, -5),
+    (0, -1),
     (-2, -5),
-    (-5, -5),
+    (-1, -1),
     (-5, -2),
-    (-5, 0),
+    (-1, 0),
     (-5, 2),
-    (-5, 5),
+    (-1, 1),
     (-2, 5),
 ];
 
@@ -87,41 +89,59 @@ pub fn fill_region(
         return out;
     }
     let reach2 = radius.map_or(f64::INFINITY, |r| r * r);
+    // A ray's pixels move monotonically along its step, so the ones an accepted source is
+    // reached through lie within `reach` of the region on the step's side.
+    let reach = radius.map_or(h.max(w), |r| r.ceil() as usize);
     let (rw, ry0, rx0) = (
         region.width as usize,
         region.y0 as usize,
         region.x0 as usize,
     );
-    let mut sum = vec![0.0f64; out.len()];
-    let mut weight = vec![0.0f64; out.len()];
-    let mut found = Found::new(plane.len());
-    for step in RAYS {
-        trace(plane, (h, w), &Ray::new(step), &mut found);
-        for (i, v) in out.iter().enumerate() {
-            if !v.is_nan() {
-                continue;
-            }
-            let p = (ry0 + i / rw) * w + rx0 + i % rw;
-            let (oy, ox) = found.offset[p];
-            let d2 = f64::from(oy).powi(2) + f64::from(ox).powi(2);
-            if found.offset[p] != NONE && d2 <= reach2 {
-                let wt = inverse_distance(d2);
-                sum[i] += f64::from(found.value[p]) * wt;
-                weight[i] += wt;
+    SCRATCH.with_borrow_mut(|scratch| {
+        scratch.reset(plane.len(), out.len());
+        let Scratch { found, sum, weight } = scratch;
+        for step in RAYS {
+            let ray = Ray::new(step);
+            let span = |d: i64, lo: usize, len: usize, size: usize| match d.signum() {
+                1 => lo..(lo + len + reach).min(size),
+                -1 => lo.saturating_sub(reach)..lo + len,
+                _ => lo..lo + len,
+            };
+            let rows = span(step.0, ry0, region.height as usize, h);
+            let cols = span(step.1, rx0, rw, w);
+            trace(plane, w, (rows, cols), &ray, found);
+            for (row, values) in out.chunks(rw).enumerate() {
+                let first = (ry0 + row) * w + rx0;
+                for (col, v) in values.iter().enumerate() {
+                    let p = first + col;
+                    let (oy, ox) = found.offset[p];
+                    if !v.is_nan() || (oy, ox) == NONE {
+                        continue;
+                    }
+                    let d2 = f64::from(oy).powi(2) + f64::from(ox).powi(2);
+                    if d2 <= reach2 {
+                        let (i, wt) = (row * rw + col, inverse_distance(d2));
+                        sum[i] += f64::from(found.value[p]) * wt;
+                        weight[i] += wt;
+                    }
+                }
             }
         }
-    }
-    for ((v, s), wt) in out.iter_mut().zip(&sum).zip(&weight) {
-        if v.is_nan() && *wt > 0.0 {
-            *v = (s / wt) as f32;
+        for ((v, s), wt) in out.iter_mut().zip(sum.iter()).zip(weight.iter()) {
+            if v.is_nan() && *wt > 0.0 {
+                *v = (s / wt) as f32;
+            }
         }
-    }
+    });
     out
 }
 
-/// The weight of a source at squared distance `d2`: 1/d^[`POWER`].
+/// The weight of a source at squared distance `d2`: 1/d^[`POWER`], from square roots only
+/// (correctly rounded everywhere, unlike `powf`, so fills are the same bytes on every machine).
 fn inverse_distance(d2: f64) -> f64 {
-    d2.powf(-POWER / 2.0)
+    const _: () = assert!(POWER == 1.5, "inverse_distance computes d^-1.5");
+    let d = d2.sqrt();
+    1.0 / (d * d.sqrt())
 }
 
 /// One search direction: a whole step and the pixels one period of its digital line visits.
@@ -146,68 +166,145 @@ impl Ray {
 const NONE: (i32, i32) = (0, 0);
 
 /// Per missing pixel of a plane, the first observed pixel along one ray: its `offset` from the
-/// pixel ([`NONE`] when there is none inside the plane) and its `value`. Observed pixels' entries
-/// are not used.
+/// pixel ([`NONE`] when there is none inside the traced box) and its `value`. Observed pixels'
+/// entries are not used.
+#[derive(Default)]
 struct Found {
     offset: Vec<(i32, i32)>,
     value: Vec<f32>,
 }
 
-impl Found {
-    fn new(pixels: usize) -> Self {
-        Self {
-            offset: vec![NONE; pixels],
-            value: vec![0.0; pixels],
+/// Buffers [`fill_region`] reuses between calls on a thread, so that filling tile after tile
+/// does not fault in fresh pages each time.
+#[derive(Default)]
+struct Scratch {
+    found: Found,
+    sum: Vec<f64>,
+    weight: Vec<f64>,
+}
+
+impl Scratch {
+    /// Sizes the buffers for a plane of `pixels` and a region of `region` pixels, sums zeroed.
+    fn reset(&mut self, pixels: usize, region: usize) {
+        self.found.offset.resize(pixels, NONE);
+        self.found.value.resize(pixels, 0.0);
+        for acc in [&mut self.sum, &mut self.weight] {
+            acc.clear();
+            acc.resize(region, 0.0);
         }
     }
 }
 
-/// Finds, for every missing pixel p, the first observed pixel along `ray` inside the plane.
-/// Pixels are visited so that p + step comes before p: then p sees the first observed pixel of
-/// its own first period, or else what p + step sees.
-fn trace(plane: &[f32], (h, w): (usize, usize), ray: &Ray, found: &mut Found) {
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
+/// Finds, for every missing pixel p of the box `rows × cols` of a plane `w` wide, the first
+/// observed pixel along `ray` inside the box. Pixels are visited so that p + step comes before
+/// p: then p sees the first observed pixel of its own first period, or else what p + step sees.
+fn trace(
+    plane: &[f32],
+    w: usize,
+    (rows, cols): (std::ops::Range<usize>, std::ops::Range<usize>),
+    ray: &Ray,
+    found: &mut Found,
+) {
     let (dy, dx) = ray.step;
-    let inside = |y: i64, x: i64| (0..h as i64).contains(&y) && (0..w as i64).contains(&x);
-    let rows: Box<dyn Iterator<Item = usize>> = if dy > 0 {
-        Box::new((0..h).rev())
-    } else {
-        Box::new(0..h)
+    let inside = |y: i64, x: i64| {
+        (rows.start as i64..rows.end as i64).contains(&y)
+            && (cols.start as i64..cols.end as i64).contains(&x)
     };
-    for y in rows {
-        for i in 0..w {
+    // Offsets as index steps in the plane, for pixels whose whole first period (and step) lies
+    // inside the box: there no coordinate needs checking.
+    let linear: Vec<(isize, (i32, i32))> = ray
+        .offsets
+        .iter()
+        .map(|&(oy, ox)| ((oy * w as i64 + ox) as isize, (oy as i32, ox as i32)))
+        .collect();
+    let step = (dy * w as i64 + dx) as isize;
+    let step32 = (dy as i32, dx as i32);
+    let (y_in, x_in) = (interior(rows.clone(), dy), interior(cols.clone(), dx));
+    let order: Box<dyn Iterator<Item = usize>> = if dy > 0 {
+        Box::new(rows.clone().rev())
+    } else {
+        Box::new(rows.clone())
+    };
+    for y in order {
+        let row_in = y_in.contains(&y);
+        for i in 0..cols.len() {
             // Within a row only a horizontal step orders the pixels: against its direction.
-            let x = if dx > 0 { w - 1 - i } else { i };
+            let x = if dx > 0 {
+                cols.end - 1 - i
+            } else {
+                cols.start + i
+            };
             let p = y * w + x;
             if !plane[p].is_nan() {
                 continue;
             }
-            let (py, px) = (y as i64, x as i64);
-            let mut hit = None;
-            for &(oy, ox) in &ray.offsets {
-                let (qy, qx) = (py + oy, px + ox);
-                if !inside(qy, qx) {
-                    break;
-                }
-                let v = plane[qy as usize * w + qx as usize];
-                if !v.is_nan() {
-                    hit = Some(((oy as i32, ox as i32), v));
-                    break;
-                }
-            }
-            let (offset, value) = match hit {
-                Some(hit) => hit,
-                None if inside(py + dy, px + dx) => {
-                    let q = (py + dy) as usize * w + (px + dx) as usize;
-                    match found.offset[q] {
-                        NONE => (NONE, 0.0),
-                        (qy, qx) => ((qy + dy as i32, qx + dx as i32), found.value[q]),
+            let (offset, value) = if row_in && x_in.contains(&x) {
+                let mut hit = None;
+                for &(o, o32) in &linear {
+                    let v = plane[p.wrapping_add_signed(o)];
+                    if !v.is_nan() {
+                        hit = Some((o32, v));
+                        break;
                     }
                 }
-                None => (NONE, 0.0),
+                hit.unwrap_or_else(|| {
+                    let q = p.wrapping_add_signed(step);
+                    match found.offset[q] {
+                        NONE => (NONE, 0.0),
+                        (qy, qx) => ((qy + step32.0, qx + step32.1), found.value[q]),
+                    }
+                })
+            } else {
+                edge_pixel(plane, w, (y as i64, x as i64), ray, &inside, found)
             };
             found.offset[p] = offset;
             found.value[p] = value;
         }
+    }
+}
+
+/// The coordinates along one axis of a box from which a step of `d` (and every offset before it,
+/// which lie between 0 and `d`) stays inside the box.
+fn interior(span: std::ops::Range<usize>, d: i64) -> std::ops::Range<usize> {
+    let reach = d.unsigned_abs() as usize;
+    match d.signum() {
+        1 => span.start..span.end.saturating_sub(reach).max(span.start),
+        -1 => (span.start + reach).min(span.end)..span.end,
+        _ => span,
+    }
+}
+
+/// [`trace`]'s step for a pixel near the box's edge, checking every coordinate.
+fn edge_pixel(
+    plane: &[f32],
+    w: usize,
+    (py, px): (i64, i64),
+    ray: &Ray,
+    inside: &impl Fn(i64, i64) -> bool,
+    found: &Found,
+) -> ((i32, i32), f32) {
+    let (dy, dx) = ray.step;
+    for &(oy, ox) in &ray.offsets {
+        let (qy, qx) = (py + oy, px + ox);
+        if !inside(qy, qx) {
+            return (NONE, 0.0);
+        }
+        let v = plane[qy as usize * w + qx as usize];
+        if !v.is_nan() {
+            return ((oy as i32, ox as i32), v);
+        }
+    }
+    if !inside(py + dy, px + dx) {
+        return (NONE, 0.0);
+    }
+    let q = (py + dy) as usize * w + (px + dx) as usize;
+    match found.offset[q] {
+        NONE => (NONE, 0.0),
+        (qy, qx) => ((qy + dy as i32, qx + dx as i32), found.value[q]),
     }
 }
 
