@@ -22,7 +22,7 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Fill the gaps of a scene (embedded: in-process queue and workers, unless --broker is given).
+    /// Fill the gaps of a scene in this process (with --broker: submit it to that cluster instead).
     Fill(FillArgs),
     /// Submit a fill job to a cluster and wait for it (the coordinator for one job).
     Submit(SubmitArgs),
@@ -97,8 +97,9 @@ pub struct FillArgs {
     /// Where intermediate tile outputs live (default: OUTPUT.staging).
     #[arg(long)]
     pub staging: Option<String>,
-    /// Broker URL (amqp://…); default: in-process.
-    #[arg(long, env = "TERRAFILL_BROKER")]
+    /// Broker URL (amqp://…). `fill` then submits the job to that cluster's workers and stitcher
+    /// (as `submit` does) instead of running them in this process; `submit` needs one.
+    #[arg(long, env = "TERRAFILL_BROKER", hide_env_values = true)]
     pub broker: Option<String>,
     /// Local workers in embedded mode.
     #[arg(long, default_value_t = 2)]
@@ -126,7 +127,7 @@ pub struct SubmitArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ServiceArgs {
     /// Broker URL (amqp://user:pass@host:5672/%2f).
-    #[arg(long, env = "TERRAFILL_BROKER")]
+    #[arg(long, env = "TERRAFILL_BROKER", hide_env_values = true)]
     pub broker: String,
     /// auto, cpu or cuda:N (workers).
     #[arg(long)]
@@ -151,7 +152,7 @@ pub struct StatusArgs {
     #[arg(long)]
     pub staging: Option<String>,
     /// Broker URL: listen for the job's live progress events.
-    #[arg(long, env = "TERRAFILL_BROKER")]
+    #[arg(long, env = "TERRAFILL_BROKER", hide_env_values = true)]
     pub broker: Option<String>,
     /// How long to listen on the broker, in seconds.
     #[arg(long, default_value_t = 10)]

@@ -1,5 +1,6 @@
 //! Embedded mode: coordinator, N workers and the stitcher in one process, joined by the
-//! in-process broker (or by a real broker when one is given).
+//! in-process broker. (With a broker, `fill` is a client of that cluster instead: see
+//! `commands::fill`.)
 
 use std::sync::Arc;
 
@@ -17,13 +18,12 @@ use crate::progress::JobProgress;
 /// Whatever stops the job, with its cause.
 pub async fn fill(
     req: &coordinator::FillRequest,
-    broker_url: Option<&str>,
     workers: usize,
     cfg: &Config,
     registry: &Registry,
     shutdown: &Shutdown,
 ) -> anyhow::Result<JobStatus> {
-    let broker = broker::connect(broker_url).await?;
+    let broker = broker::connect(None).await?;
     let services = shutdown.child_token();
     let health = Health::default();
     let worker_metrics = worker::WorkerMetrics::register(registry)?;

@@ -1,7 +1,8 @@
 //! The distributed pipeline across real processes: RabbitMQ, an S3-compatible server, two
 //! `terrafill worker`s, one `terrafill stitcher` and `terrafill submit`. The mosaic must equal the
-//! embedded run's bit for bit — also when a worker and the stitcher are SIGKILLed mid-job and replacements take over —
-//! and an undecodable task goes to the dead-letter queue while the job goes on.
+//! embedded run's bit for bit — also when a worker and the stitcher are SIGKILLed mid-job and replacements take over,
+//! and when `fill` is run with the cluster's broker (it then submits rather than joining the
+//! cluster's queues) — and an undecodable task goes to the dead-letter queue while the job goes on.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -116,6 +117,24 @@ fn distributed_run_equals_embedded_and_survives_killed_worker_and_stitcher() {
         "distributed mosaic differs from embedded"
     );
     assert_eq!(read(&output, "filled"), want_filled);
+
+    // `fill` with the cluster's broker exported (as a shell that runs the services has it) is a
+    // client of that cluster: no second stitcher joins its queues, and the mosaic is the same.
+    let output = format!("{s3}/fill-as-client.zarr");
+    let mut args = vec!["fill", input.as_str(), output.as_str()];
+    args.extend(grid);
+    let out = bin()
+        .args(&args)
+        .env("TERRAFILL_BROKER", &amqp)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "fill with a broker failed: {stderr}");
+    assert!(
+        stderr.contains("submitting the job to that cluster") && !stderr.contains("guest:guest"),
+        "fill with a broker must say it submits, password hidden: {stderr}"
+    );
+    assert_eq!(bits(&read(&output, "data")), want_data);
     let dead_after = dead_letters(&amqp, &dlq);
     assert!(
         dead_after > dead_before,

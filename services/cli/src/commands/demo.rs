@@ -76,7 +76,7 @@ pub async fn demo(args: &DemoArgs, cfg: &Config) -> anyhow::Result<()> {
         }
         let started = Instant::now();
         let registry = prometheus::Registry::new();
-        crate::embedded::fill(&req, None, args.workers, cfg, &registry, &shutdown).await?;
+        crate::embedded::fill(&req, args.workers, cfg, &registry, &shutdown).await?;
         let seconds = started.elapsed().as_secs_f64();
         let filled = Scene::open(&path_url(&output), "data", None).await?;
         let pred = filled.read_window(Window::new(0, 0, h, w)).await?.values;

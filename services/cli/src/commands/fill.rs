@@ -17,6 +17,17 @@ const IDW_TILE: u64 = 512;
 const IDW_OVERLAP: u64 = 0;
 
 pub async fn fill(args: &FillArgs, cfg: &Config) -> anyhow::Result<()> {
+    if let Some(url) = &args.broker {
+        // Local workers and a local stitcher on a cluster's queues would take a share of its
+        // jobs' tiles and results (a second stitcher splits a job's results): be a client instead.
+        eprintln!(
+            "terrafill fill: a broker is given ({}); submitting the job to that cluster's workers \
+             and stitcher instead of running them in this process (drop --broker or unset \
+             TERRAFILL_BROKER to fill here)",
+            broker::redact_url(url)
+        );
+        return submit_and_wait(args, url, false, cfg).await;
+    }
     let req = request(args).await?;
     let mut cfg = cfg.clone();
     if let Some(device) = &args.device {
@@ -28,15 +39,7 @@ pub async fn fill(args: &FillArgs, cfg: &Config) -> anyhow::Result<()> {
         registry,
     } = super::serve(args.metrics_addr.as_deref(), &cfg).await?;
     health.set_ready(true);
-    let status = crate::embedded::fill(
-        &req,
-        args.broker.as_deref(),
-        args.workers,
-        &cfg,
-        &registry,
-        &shutdown,
-    )
-    .await?;
+    let status = crate::embedded::fill(&req, args.workers, &cfg, &registry, &shutdown).await?;
     report(&status);
     shutdown.cancel();
     Ok(())
@@ -48,12 +51,22 @@ pub async fn submit(args: &SubmitArgs, cfg: &Config) -> anyhow::Result<()> {
         .broker
         .as_deref()
         .context("submit needs --broker (or TERRAFILL_BROKER)")?;
-    let req = request(&args.fill).await?;
+    submit_and_wait(&args.fill, broker_url, args.detach, cfg).await
+}
+
+/// Publishes the job on the cluster at `broker_url` and, unless `detach`, waits for it.
+async fn submit_and_wait(
+    args: &FillArgs,
+    broker_url: &str,
+    detach: bool,
+    cfg: &Config,
+) -> anyhow::Result<()> {
+    let req = request(args).await?;
     let super::Served {
         shutdown,
         health,
         registry,
-    } = super::serve(args.fill.metrics_addr.as_deref(), cfg).await?;
+    } = super::serve(args.metrics_addr.as_deref(), cfg).await?;
     let metrics = coordinator::CoordinatorMetrics::register(&registry)?;
     let broker = crate::embedded::connect(broker_url).await?;
     health.set_ready(true);
@@ -62,7 +75,7 @@ pub async fn submit(args: &SubmitArgs, cfg: &Config) -> anyhow::Result<()> {
         report(status);
         return Ok(());
     }
-    if args.detach {
+    if detach {
         println!("{}", job.id);
         return Ok(());
     }
