@@ -40,6 +40,9 @@ pub struct FillRequest {
     pub staging: Option<String>,
 }
 
+/// The largest tile side: a tile and its context must fit a worker's memory many times over.
+pub const MAX_TILE: u64 = 8192;
+
 impl FillRequest {
     /// A request with the documented defaults.
     pub fn new(input: impl Into<String>, output: impl Into<String>) -> Self {
@@ -68,8 +71,17 @@ impl FillRequest {
     /// [`CoordinatorError::Invalid`] naming the flag at fault.
     pub fn validate(&self) -> Result<(), CoordinatorError> {
         let invalid = |m: String| Err(CoordinatorError::Invalid(m));
-        if self.tile == 0 {
-            return invalid("--tile must be at least 1".into());
+        if self.tile == 0 || self.tile > MAX_TILE {
+            return invalid(format!(
+                "--tile {} must be from 1 to {MAX_TILE} pixels",
+                self.tile
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.eta) {
+            return invalid(format!(
+                "--eta {} must be a number from 0 (deterministic DDIM) to 1 (DDPM-like)",
+                self.eta
+            ));
         }
         if self.overlap >= self.tile {
             return invalid(format!(
@@ -202,6 +214,21 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default()
             .contains("--overlap"));
+        for (tile, eta, flag) in [
+            (u64::MAX, 1.0, "--tile"),
+            (0, 1.0, "--tile"),
+            (64, f32::NAN, "--eta"),
+            (64, -0.5, "--eta"),
+        ] {
+            let mut r = FillRequest::new("in.zarr", "out.zarr");
+            (r.tile, r.overlap, r.eta) = (tile, 0, eta);
+            let message = r
+                .validate()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(message.contains(flag), "tile {tile} eta {eta}: {message:?}");
+        }
         let mut r = FillRequest::new("in.zarr", "out.zarr");
         r.method = Method::Diffusion;
         assert!(r

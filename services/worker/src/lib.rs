@@ -184,9 +184,23 @@ async fn handle_job_tasks(
     };
     match outputs {
         Ok(fills) => {
-            for (t, fill) in group.into_iter().zip(fills) {
+            // The group's tiles are staged concurrently, so their durable writes (fsync on local
+            // staging) overlap instead of queueing one after another; each tile's result is
+            // published only once its own output is staged.
+            let staged = futures::future::join_all(
+                group
+                    .iter()
+                    .zip(fills)
+                    .map(|(t, fill)| stage_tile(&job, t.task.tile_index, fill, metrics)),
+            )
+            .await;
+            for (t, staged) in group.into_iter().zip(staged) {
                 let index = t.task.tile_index;
-                match finish_tile(&job, index, fill, broker, metrics).await {
+                let finished = match staged {
+                    Ok(()) => publish_done(&job, index, broker, metrics).await,
+                    Err(error) => Err(error),
+                };
+                match finished {
                     Ok(()) => {
                         metrics
                             .tiles
@@ -210,12 +224,11 @@ async fn handle_job_tasks(
     }
 }
 
-/// Stages the tile output, then publishes its result (confirmed). Only after both may the task be acked.
-async fn finish_tile(
+/// Stages the tile output. Only after it and [`publish_done`] may the task be acked.
+async fn stage_tile(
     job: &JobContext,
     index: u64,
     fill: methods::TileFill,
-    broker: &Arc<dyn Broker>,
     metrics: &WorkerMetrics,
 ) -> Result<(), WorkerError> {
     let tile = job.grid.tile(index).map_err(|e| WorkerError::Method {
@@ -250,6 +263,16 @@ async fn finish_tile(
         })?;
     timer.observe_duration();
     metrics.bytes_written.inc_by(size);
+    Ok(())
+}
+
+/// Publishes a staged tile's result (confirmed).
+async fn publish_done(
+    job: &JobContext,
+    index: u64,
+    broker: &Arc<dyn Broker>,
+    metrics: &WorkerMetrics,
+) -> Result<(), WorkerError> {
     let result = TileResult {
         job_id: job.id.to_string(),
         tile_index: index,

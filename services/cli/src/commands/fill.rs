@@ -119,9 +119,8 @@ async fn request(args: &FillArgs) -> anyhow::Result<FillRequest> {
         _ => (DEFAULT_TILE, DEFAULT_OVERLAP),
     };
     req.tile = args.tile.unwrap_or(tile);
-    req.overlap = args
-        .overlap
-        .unwrap_or(overlap.min(req.tile.saturating_sub(1)));
+    // A default overlap never takes more than a quarter of a small --tile (stride ≥ half a tile).
+    req.overlap = args.overlap.unwrap_or(overlap.min(req.tile / 4));
     req.validate()?;
     Ok(req)
 }
