@@ -83,7 +83,23 @@ fn bad_flags_are_refused_before_any_work() {
         &["fill", &input, &out, "--method", "diffusion"],
         "--checkpoint",
     );
+    fails_with(
+        &["fill", &input, &out, "--tile", "18446744073709551615"],
+        "--tile 18446744073709551615 must be from 1 to 8192",
+    );
+    fails_with(&["fill", &input, &out, "--eta", "NaN"], "--eta NaN must be");
     assert!(!std::path::Path::new(&out).exists());
+    // A device that cannot be opened stops the run at once, even for a method that never uses
+    // it, instead of failing tile by tile or being ignored.
+    fails_with(
+        &["fill", &input, &out, "--device", "tpu"],
+        "--device tpu: invalid device 'tpu'",
+    );
+    fails_with(
+        &["fill", &input, &out, "--device", "cuda:99"],
+        "--device cuda:99: cannot open device cuda:99",
+    );
+    assert!(!complete(&out));
 }
 
 #[test]

@@ -40,6 +40,15 @@ pub enum WorkerError {
     /// A compute thread panicked or was cancelled.
     #[error("compute thread failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    /// The worker's `--device` cannot be used (checked once, at start).
+    #[error("--device {spec}: {source}")]
+    Device {
+        /// The device as given.
+        spec: String,
+        /// Why it is unusable (unknown name, no CUDA in this build, no such GPU).
+        #[source]
+        source: model::ModelError,
+    },
 }
 
 impl WorkerError {
@@ -49,7 +58,7 @@ impl WorkerError {
             Self::Storage { source, .. } => source.is_retryable(),
             Self::Broker(e) => e.is_retryable(),
             Self::Join(_) => true,
-            Self::Task { .. } | Self::Method { .. } => false,
+            Self::Task { .. } | Self::Method { .. } | Self::Device { .. } => false,
         }
     }
 }

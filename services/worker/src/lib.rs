@@ -54,14 +54,14 @@ pub async fn run(
     health: Health,
     shutdown: Shutdown,
 ) -> Result<(), WorkerError> {
-    let device: model::DeviceSpec =
-        cfg.device
-            .parse()
-            .map_err(|e: model::ModelError| WorkerError::Method {
-                job: String::new(),
-                tile: 0,
-                reason: e.to_string(),
-            })?;
+    let unusable = |source| WorkerError::Device {
+        spec: cfg.device.clone(),
+        source,
+    };
+    let device: model::DeviceSpec = cfg.device.parse().map_err(unusable)?;
+    // Opened once here so that a device this build or machine lacks stops the worker at start,
+    // not tile by tile (and not silently for methods that never open it).
+    device.device().map_err(unusable)?;
     let spec = QueueSpec::default();
     broker.declare_queue(wire::TILE_QUEUE, &spec).await?;
     broker.declare_queue(wire::STITCH_QUEUE, &spec).await?;
