@@ -11,15 +11,14 @@ Without INPUT, it writes a 3 × side × side float32 scene (smooth field with 1 
 zstd) to the work folder. Needs numpy, zarr>=3, xarray, dask; /usr/bin/time for peak RSS.
 """
 import argparse
-import re
 import shutil
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+
+from benchtools import timed
 
 
 def make(path, side):
@@ -57,16 +56,6 @@ def dask_overlap(src, dst):
     out = ds.copy()
     out["data"] = (ds["data"].dims, data)
     out.to_zarr(str(dst), mode="w", zarr_format=3, consolidated=False)
-
-
-def timed(cmd):
-    t0 = time.perf_counter()
-    run = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
-    if run.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed:\n{run.stdout}\n{run.stderr}")
-    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", run.stderr)
-    return seconds, int(rss.group(1)) / 1024 if rss else float("nan")
 
 
 def main():

@@ -16,14 +16,13 @@ zarr>=3, rasterio; /usr/bin/time for peak RSS.
 """
 import argparse
 import json
-import re
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+
+from benchtools import timed
 
 
 def blobs(side, fraction, seed):
@@ -75,16 +74,6 @@ def fillnodata_run(inp, out, distance):
         bands.append(fillnodata(np.where(valid, band, 0.0), mask=valid.astype("uint8"),
                                 max_search_distance=distance, smoothing_iterations=0))
     write(out, "data", np.stack(bands).astype("float32"))
-
-
-def timed(cmd):
-    t0 = time.perf_counter()
-    run = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
-    if run.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed:\n{run.stdout}\n{run.stderr}")
-    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", run.stderr)
-    return seconds, int(rss.group(1)) / 1024 if rss else float("nan")
 
 
 def score(truth, mask, out, reached, common):
