@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Reference for `terrafill eval`'s probabilistic scores: writes a prediction group (`data` = mean,
-`spread` = σ) and a truth group with zarr-python, and prints properscoring's scores of them as JSON.
+`spread` = σ, `filled` = 1 everywhere, so every pixel is scored) and a truth group with zarr-python, and prints properscoring's scores of them as JSON.
 
     crps_reference.py PRED.zarr TRUTH.zarr
 """
@@ -15,7 +15,7 @@ import zarr
 def write(path, arrays):
     g = zarr.open_group(path, mode="w", zarr_format=3)
     for name, a in arrays.items():
-        z = g.create_array(name, shape=a.shape, chunks=(1, 16, 16), dtype="float32",
+        z = g.create_array(name, shape=a.shape, chunks=(1, 16, 16), dtype=a.dtype,
                            dimension_names=["band", "y", "x"])
         z[:] = a
 
@@ -27,7 +27,7 @@ def main(pred, truth):
     mu = (y + rng.normal(0.0, 5.0, shape)).astype(np.float32)
     sigma = rng.uniform(0.5, 9.0, shape).astype(np.float32)
     sigma[0, :3] = 0.0  # observed pixels: zero spread scores as absolute error
-    write(pred, {"data": mu, "spread": sigma})
+    write(pred, {"data": mu, "spread": sigma, "filled": np.ones(shape, dtype=np.uint8)})
     write(truth, {"data": y})
     mu64, s64, y64 = (a.astype(np.float64) for a in (mu, sigma, y))
     with np.errstate(divide="ignore", invalid="ignore"):

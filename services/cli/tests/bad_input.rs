@@ -150,3 +150,41 @@ fn bad_config_is_named() {
         "batchsize",
     );
 }
+
+#[test]
+fn eval_refuses_what_it_cannot_score() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = |name: &str| dir.path().join(name).display().to_string();
+    let shape = [1, 24, 24];
+    write(
+        &url("truth.zarr"),
+        &shape,
+        (64, 64),
+        &synthetic(&shape, 0.0, 3),
+    );
+    // The gapped input itself: no `filled` array and no --mask, so which pixels to score is
+    // unknown.
+    write(
+        &url("gappy.zarr"),
+        &shape,
+        (64, 64),
+        &synthetic(&shape, 0.3, 3),
+    );
+    fails_with(
+        &["eval", &url("gappy.zarr"), &url("truth.zarr")],
+        "has no `filled` array",
+    );
+    // An output that filled nothing (`identity` keeps the gaps): nothing to score.
+    let out = terrafill(&[
+        "fill",
+        &url("gappy.zarr"),
+        &url("same.zarr"),
+        "--method",
+        "identity",
+    ]);
+    assert!(out.status.success());
+    fails_with(
+        &["eval", &url("same.zarr"), &url("truth.zarr")],
+        "no pixel to score",
+    );
+}

@@ -27,29 +27,48 @@ pub async fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         ),
         None => Scene::open(&args.prediction, "filled", None).await.ok(),
     };
-    let select = match selector {
-        Some(s) => {
-            ensure!(
-                s.shape() == truth.shape(),
-                "mask shape {:?} differs from {:?}",
-                s.shape(),
-                truth.shape()
-            );
-            Some(
-                s.read_window(all)
-                    .await?
-                    .values
-                    .iter()
-                    .map(|&v| v != 0.0 && !v.is_nan())
-                    .collect::<Vec<_>>(),
-            )
-        }
-        None => None,
+    let Some(selector) = selector else {
+        anyhow::bail!(
+            "{} has no `filled` array, so eval cannot tell filled pixels from observed ones; \
+             pass --mask ARRAY (an array of {}, non-zero where pixels are to be scored)",
+            args.prediction,
+            args.truth
+        );
     };
+    ensure!(
+        selector.shape() == truth.shape(),
+        "mask shape {:?} differs from {:?}",
+        selector.shape(),
+        truth.shape()
+    );
+    let select: Vec<bool> = selector
+        .read_window(all)
+        .await?
+        .values
+        .iter()
+        .map(|&v| v != 0.0 && !v.is_nan())
+        .collect();
     let p = pred.read_window(all).await?.values;
     let t = truth.read_window(all).await?.values;
     let (h, w) = (h as usize, w as usize);
-    let report = scoring::score(&p, &t, select.as_deref(), h, w);
+    let report = scoring::score(&p, &t, Some(&select), h, w);
+    let (scored, unfilled) = (report.overall.pixels, report.overall.unfilled);
+    ensure!(
+        scored > 0,
+        "no pixel to score in {}: none of the pixels selected by {} has a finite prediction and \
+         truth ({unfilled} of them are NaN in the prediction); was it filled?",
+        args.prediction,
+        args.mask.as_deref().map_or_else(
+            || "its `filled` array".to_owned(),
+            |m| format!("--mask {m}")
+        )
+    );
+    if unfilled > 0 {
+        eprintln!(
+            "warning: {unfilled} selected pixels are NaN in {} and are not scored",
+            args.prediction
+        );
+    }
     let mut json = serde_json::to_value(&report)?;
     // A diffusion fill with --ensemble > 1 also reports its spread: score it as a forecast.
     if let Ok(spread) = Scene::open(&args.prediction, "spread", None).await {
@@ -62,7 +81,7 @@ pub async fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             t.len()
         );
         json["probabilistic"] =
-            serde_json::to_value(scoring::probabilistic(&p, &s, &t, select.as_deref()))?;
+            serde_json::to_value(scoring::probabilistic(&p, &s, &t, Some(&select)))?;
     }
     if let Some(max_lag) = args.variogram {
         let plane = h * w;
