@@ -1,7 +1,7 @@
 //! Inverse-distance fill of missing pixels, in the spirit of GDAL's FillNodata: each missing pixel
 //! looks outward along the 16 directions of [`RAYS`] (every 21.8°–23.2°) for the nearest
-//! observed pixel and averages what it finds with weights 1/d^1.5 ([`POWER`]). Sources are observed pixels only,
-//! never earlier fills, so the result does not depend on scan order.
+//! observed pixel and averages what it finds with weights 1/d^1.5 ([`POWER`]). Sources are
+//! observed pixels only, never earlier fills, so the result does not depend on scan order.
 //!
 //! The search costs O(1) per pixel and direction, however large the gap. A ray is a digital line
 //! that repeats with a period: along direction s = (dy, dx) it visits the pixels
@@ -174,6 +174,17 @@ struct Found {
     value: Vec<f32>,
 }
 
+impl Found {
+    /// What a pixel one `step` before pixel `q` sees when nothing in its own first period is
+    /// observed: `q`'s source, one step further away.
+    fn seen_from(&self, q: usize, step: (i32, i32)) -> ((i32, i32), f32) {
+        match self.offset[q] {
+            NONE => (NONE, 0.0),
+            (qy, qx) => ((qy + step.0, qx + step.1), self.value[q]),
+        }
+    }
+}
+
 /// Buffers [`fill_region`] reuses between calls on a thread, so that filling tile after tile
 /// does not fault in fresh pages each time.
 #[derive(Default)]
@@ -251,13 +262,7 @@ fn trace(
                         break;
                     }
                 }
-                hit.unwrap_or_else(|| {
-                    let q = p.wrapping_add_signed(step);
-                    match found.offset[q] {
-                        NONE => (NONE, 0.0),
-                        (qy, qx) => ((qy + step32.0, qx + step32.1), found.value[q]),
-                    }
-                })
+                hit.unwrap_or_else(|| found.seen_from(p.wrapping_add_signed(step), step32))
             } else {
                 edge_pixel(plane, w, (y as i64, x as i64), ray, &inside, found)
             };
@@ -301,11 +306,10 @@ fn edge_pixel(
     if !inside(py + dy, px + dx) {
         return (NONE, 0.0);
     }
-    let q = (py + dy) as usize * w + (px + dx) as usize;
-    match found.offset[q] {
-        NONE => (NONE, 0.0),
-        (qy, qx) => ((qy + dy as i32, qx + dx as i32), found.value[q]),
-    }
+    found.seen_from(
+        (py + dy) as usize * w + (px + dx) as usize,
+        (dy as i32, dx as i32),
+    )
 }
 
 #[cfg(test)]
@@ -467,12 +471,7 @@ mod tests {
         ] {
             let context = region.expand(radius, h as u64, w as u64);
             let sub = whole.crop(&plane, 1, &context);
-            let inner = Window::new(
-                region.y0 - context.y0,
-                region.x0 - context.x0,
-                region.height,
-                region.width,
-            );
+            let inner = region.within(&context);
             let local = fill_region(
                 &sub,
                 (context.height as usize, context.width as usize),

@@ -61,6 +61,17 @@ impl Window {
         Window::new(y0, x0, y1.saturating_sub(y0), x1.saturating_sub(x0))
     }
 
+    /// This window in the coordinates of `outer` (which must contain it), e.g. a tile inside the
+    /// context read around it.
+    pub const fn within(&self, outer: &Window) -> Window {
+        Window::new(
+            self.y0 - outer.y0,
+            self.x0 - outer.x0,
+            self.height,
+            self.width,
+        )
+    }
+
     /// Copies the part of `values` (laid out `[lead, self]`) that lies in `inner` (which must be
     /// inside `self`) into a new `[lead, inner]` buffer.
     pub fn crop<T: Copy>(&self, values: &[T], lead: usize, inner: &Window) -> Vec<T> {
@@ -103,6 +114,7 @@ mod tests {
         let inner = Window::new(2, 3, 2, 2);
         let outer = inner.expand(2, 5, 6);
         assert_eq!(outer, Window::new(0, 1, 5, 5));
+        assert_eq!(inner.within(&outer), Window::new(2, 2, 2, 2));
         let values: Vec<u64> = (0..2)
             .flat_map(|l| {
                 (outer.y0..outer.y1())

@@ -83,7 +83,7 @@ pub(crate) async fn idw_with_context(
     for radius in idw::search_radii(h, w) {
         let context = tile.window.expand(radius, h, w);
         let data = job.read(tile.index, context).await?;
-        let (inner, earlier) = (tile_in(&context, tile), result.take());
+        let (inner, earlier) = (tile.window.within(&context), result.take());
         let pass = tokio::task::spawn_blocking(move || {
             idw_pass(&data.values, &context, &inner, radius, earlier)
         })
@@ -95,16 +95,6 @@ pub(crate) async fn idw_with_context(
         }
     }
     Ok(result.expect("search_radii yields at least one radius"))
-}
-
-/// The tile's window in its context's own coordinates.
-fn tile_in(context: &Window, tile: &Tile) -> Window {
-    Window::new(
-        tile.window.y0 - context.y0,
-        tile.window.x0 - context.x0,
-        tile.window.height,
-        tile.window.width,
-    )
 }
 
 /// One pass of [`idw_with_context`] over `values` (`[lead, context]`): fills the pixels of
