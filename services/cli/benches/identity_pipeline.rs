@@ -105,7 +105,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 async fn chunk_copy(input: &str, output: &str) -> Result<(), Box<dyn std::error::Error>> {
     let scene = Scene::open(input, "data", None).await?;
     let spec = MosaicSpec::for_scene(&scene, (CHUNK, CHUNK), false);
-    let mosaic = Mosaic::create(output, &spec).await?;
+    let mosaic = Mosaic::create(output, &spec, "identity-pipeline-bench").await?;
     let grid = ChunkGrid::new(scene.height(), scene.width(), CHUNK, CHUNK);
     let (rows, cols) = grid.shape();
     for r in 0..rows {

@@ -29,7 +29,13 @@ pub struct TelemetryConfig {
 /// # Errors
 /// A message naming the file or variable at fault.
 pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
-    Ok(telemetry::load_config(file)?)
+    let mut cfg: Config = telemetry::load_config(file)?;
+    // The job key is a secret: it comes from the environment only, never from a file.
+    let key = wire::JobKey::from_env()?;
+    cfg.coordinator.job_key.clone_from(&key);
+    cfg.worker.job_key.clone_from(&key);
+    cfg.stitcher.job_key = key;
+    Ok(cfg)
 }
 
 #[cfg(test)]

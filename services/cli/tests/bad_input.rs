@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 
-fn fails_with(args: &[&str], needle: &str) {
+fn fails_with(args: &[&str], needle: &str) -> String {
     let out = terrafill(args);
     assert!(!out.status.success(), "expected failure for {args:?}");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -18,6 +18,8 @@ fn fails_with(args: &[&str], needle: &str) {
         err.trim_end().lines().count() <= 4,
         "error is not short: {err}"
     );
+    assert!(!err.contains("panicked"), "{err}");
+    err.into_owned()
 }
 
 fn complete(url: &str) -> bool {
@@ -186,5 +188,211 @@ fn eval_refuses_what_it_cannot_score() {
     fails_with(
         &["eval", &url("same.zarr"), &url("truth.zarr")],
         "no pixel to score",
+    );
+}
+
+#[test]
+fn bad_pixel_values_are_refused_with_their_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = |name: &str| dir.path().join(name).display().to_string();
+    let shape = [2, 30, 30];
+    let plane = 30 * 30;
+    let values = synthetic(&shape, 0.2, 5);
+    // Masks with NaN, 2 and 255 (GDAL's "valid" value): refused, not read as "missing".
+    for (bad, shown) in [(f32::NAN, "NaN"), (2.0, "2"), (255.0, "255")] {
+        let input = url(&format!("mask-{shown}.zarr"));
+        write(&input, &shape, (64, 64), &values);
+        let mut mask = vec![0.0_f32; plane];
+        mask[7 * 30 + 11] = 1.0;
+        mask[12 * 30 + 3] = bad;
+        write_array(&input, "mask", &[30, 30], (64, 64), &mask);
+        let out = url(&format!("out-{shown}.zarr"));
+        fails_with(
+            &["fill", &input, &out, "--mask-array", "mask"],
+            &format!(
+                "holds {shown} at y=12, x=3; a mask must hold only 0 (observed) and 1 (missing)"
+            ),
+        );
+        assert!(!complete(&out));
+    }
+    // Infinity in the data would spread into every pixel filled from it.
+    let mut with_inf = values.clone();
+    let at = plane + 4 * 30 + 9;
+    with_inf[at] = f32::NEG_INFINITY;
+    write(&url("inf.zarr"), &shape, (64, 64), &with_inf);
+    fails_with(
+        &["fill", &url("inf.zarr"), &url("out-inf.zarr")],
+        "holds -inf at band=1, y=4, x=9",
+    );
+    assert!(!complete(&url("out-inf.zarr")));
+    // A masked-out infinity is missing, not an error.
+    let mut mask = vec![0.0_f32; 2 * plane];
+    mask[at] = 1.0;
+    write_array(&url("inf.zarr"), "mask", &shape, (64, 64), &mask);
+    let out = terrafill(&[
+        "fill",
+        &url("inf.zarr"),
+        &url("masked-inf.zarr"),
+        "--mask-array",
+        "mask",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(read(&url("masked-inf.zarr"), "data")
+        .iter()
+        .all(|v| v.is_finite()));
+    // Nothing observed: nothing to fill from.
+    write(
+        &url("empty.zarr"),
+        &shape,
+        (64, 64),
+        &vec![f32::NAN; 2 * plane],
+    );
+    fails_with(
+        &["fill", &url("empty.zarr"), &url("out-empty.zarr")],
+        "has no observed pixel",
+    );
+    assert!(!complete(&url("out-empty.zarr")));
+}
+
+#[test]
+fn boolean_data_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("bool.zarr").display().to_string();
+    let status = std::process::Command::new(python())
+        .args([
+            "-c",
+            "import sys, numpy as np, zarr\n\
+             g = zarr.open_group(sys.argv[1], mode='w')\n\
+             a = g.create_array('data', shape=(1, 8, 8), dtype=bool)\n\
+             a[:] = np.eye(8, dtype=bool)[None]",
+            &input,
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = dir.path().join("out.zarr").display().to_string();
+    fails_with(&["fill", &input, &out], "unsupported data type `bool");
+}
+
+#[test]
+fn input_output_and_staging_may_not_nest() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = |name: &str| dir.path().join(name).display().to_string();
+    let shape = [1, 20, 20];
+    write(
+        &url("in.zarr"),
+        &shape,
+        (64, 64),
+        &synthetic(&shape, 0.2, 2),
+    );
+    let before = read(&url("in.zarr"), "data");
+    let input = url("in.zarr");
+    for (extra, needle) in [
+        (vec![input.clone()], "the output"),
+        (vec![url("in.zarr/out.zarr")], "the output"),
+        (vec![url("in.zarr/../in.zarr/")], "the output"),
+        (
+            vec![url("out.zarr"), "--staging".into(), input.clone()],
+            "the staging",
+        ),
+        (
+            vec![url("out.zarr"), "--staging".into(), url("out.zarr/st")],
+            "the staging",
+        ),
+        (
+            vec![url("out.zarr"), "--staging".into(), url("in.zarr/st")],
+            "the staging",
+        ),
+    ] {
+        let mut args = vec!["fill".to_owned(), input.clone()];
+        args.extend(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let err = fails_with(&args, needle);
+        assert!(err.contains("must not be the"), "{err}");
+    }
+    // The input is untouched and no output or staging was created.
+    assert_eq!(bits(&read(&url("in.zarr"), "data")), bits(&before));
+    let entries: Vec<_> = std::fs::read_dir(dir.path().join("in.zarr"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        !entries
+            .iter()
+            .any(|e| e.contains("out") || e.contains("st")),
+        "{entries:?}"
+    );
+    assert!(!dir.path().join("out.zarr").exists());
+}
+
+#[test]
+fn an_output_owned_by_another_job_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = |name: &str| dir.path().join(name).display().to_string();
+    let shape = [1, 64, 64];
+    write(
+        &url("in.zarr"),
+        &shape,
+        (32, 32),
+        &synthetic(&shape, 0.3, 4),
+    );
+    // An unfinished output of another job (its coordinator died after creating it).
+    runtime()
+        .block_on(zarr_io::claim(&url("out.zarr"), "job-other"))
+        .unwrap();
+    fails_with(
+        &["fill", &url("in.zarr"), &url("out.zarr")],
+        "belongs to job job-other",
+    );
+    assert!(!complete(&url("out.zarr")));
+    // Two fills with different settings racing for one output: exactly one wins, and the output
+    // is that one's mosaic, byte for byte.
+    let run = |tile: &str| {
+        bin()
+            .args(["fill", &url("in.zarr"), &url("race.zarr"), "--tile", tile])
+            .args(["--overlap", "8", "--method", "idw"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (run("32"), run("48"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert_ne!(
+        a.status.success(),
+        b.status.success(),
+        "a: {}\nb: {}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    let (winner, loser) = if a.status.success() {
+        ("32", &b)
+    } else {
+        ("48", &a)
+    };
+    let err = String::from_utf8_lossy(&loser.stderr);
+    assert!(
+        err.contains("belongs to job") || err.contains("already holds a complete mosaic"),
+        "{err}"
+    );
+    let clean = terrafill(&[
+        "fill",
+        &url("in.zarr"),
+        &url("clean.zarr"),
+        "--tile",
+        winner,
+        "--overlap",
+        "8",
+        "--method",
+        "idw",
+    ]);
+    assert!(clean.status.success());
+    assert_eq!(
+        bits(&read(&url("race.zarr"), "data")),
+        bits(&read(&url("clean.zarr"), "data"))
     );
 }

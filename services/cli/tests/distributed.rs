@@ -7,64 +7,10 @@
 
 mod common;
 
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// Child processes killed when the test ends, however it ends.
-struct Fleet(Vec<Child>);
-
-impl Fleet {
-    fn spawn(&mut self, args: &[&str]) -> usize {
-        let child = bin()
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        self.0.push(child);
-        self.0.len() - 1
-    }
-}
-
-impl Fleet {
-    /// A stitcher (index 0) and two workers (indices 1 and 2) on `amqp`.
-    fn cluster(amqp: &str) -> Self {
-        let mut fleet = Fleet(Vec::new());
-        fleet.spawn(&["stitcher", "--broker", amqp]);
-        fleet.spawn(&["worker", "--broker", amqp]);
-        fleet.spawn(&["worker", "--broker", amqp]);
-        fleet
-    }
-}
-
-/// Messages waiting in a dead-letter queue (0 before it exists).
-fn dead_letters(amqp: &str, dlq: &str) -> u64 {
-    runtime().block_on(async {
-        let b = broker::connect(Some(amqp)).await.unwrap();
-        b.queue_depth(dlq).await.unwrap_or(0)
-    })
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn staged_tiles(staging_url: &str, job: &str) -> usize {
-    runtime().block_on(async {
-        let s = zarr_io::Staging::open(staging_url).unwrap();
-        s.list(&format!("{job}/tiles"))
-            .await
-            .map(|k| k.len())
-            .unwrap_or(0)
-    })
-}
 
 #[test]
 fn distributed_run_equals_embedded_and_survives_killed_worker_and_stitcher() {

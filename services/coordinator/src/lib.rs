@@ -32,6 +32,10 @@ pub struct CoordinatorConfig {
     /// Re-announce the job to the stitcher after this long without progress (a restarted
     /// stitcher picks it up again), in seconds.
     pub reannounce_s: u64,
+    /// The cluster's job key, which signs every job spec published or staged (from
+    /// `TERRAFILL_JOB_KEY`, never from the config file).
+    #[serde(skip)]
+    pub job_key: Option<wire::JobKey>,
 }
 
 impl Default for CoordinatorConfig {
@@ -40,6 +44,7 @@ impl Default for CoordinatorConfig {
             max_queued: 256,
             poll_ms: 100,
             reannounce_s: 15,
+            job_key: None,
         }
     }
 }
@@ -54,7 +59,7 @@ pub async fn submit(
     broker: &Arc<dyn Broker>,
     metrics: &CoordinatorMetrics,
 ) -> Result<PlannedJob, CoordinatorError> {
-    let job = plan::plan(req, metrics).await?;
+    let job = plan::plan(req, cfg.job_key.as_ref(), metrics).await?;
     if job.finished.is_some() {
         return Ok(job);
     }
@@ -83,6 +88,7 @@ pub async fn submit(
         let task = TileTask {
             job: Some(job.spec.clone()),
             tile_index: index,
+            signature: job.signature.clone(),
         };
         let msg = Message {
             body: wire::encode(&task),
@@ -150,7 +156,13 @@ pub async fn wait(
             }
         }
         if last_change.elapsed() >= Duration::from_secs(cfg.reannounce_s.max(1)) {
-            announce(broker, job).await?;
+            match announce(broker, job).await {
+                // The broker is away: the job's state is in staging, so keep waiting.
+                Err(CoordinatorError::Broker(error)) if error.is_retryable() => {
+                    tracing::warn!(job = %job.id, %error, "cannot re-announce the job; still waiting");
+                }
+                other => other?,
+            }
             last_change = Instant::now();
         }
         tokio::select! {
@@ -192,6 +204,7 @@ fn stitcher_ratio(status: &JobStatus) -> f64 {
 async fn announce(broker: &Arc<dyn Broker>, job: &PlannedJob) -> Result<(), CoordinatorError> {
     let started = JobStarted {
         job: Some(job.spec.clone()),
+        signature: job.signature.clone(),
     };
     let event = StitchEvent {
         event: Some(stitch_event::Event::Started(started)),

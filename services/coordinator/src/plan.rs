@@ -4,7 +4,7 @@
 
 use tiling::TileGrid;
 use wire::v1::{JobPlan, JobSpec, JobState, JobStatus, Method};
-use wire::{staging_keys, JobId, TileSet};
+use wire::{staging_keys, JobId, JobKey, TileSet};
 use zarr_io::{Mosaic, MosaicSpec, Scene, Staging};
 
 use crate::{CoordinatorError, CoordinatorMetrics, FillRequest};
@@ -19,6 +19,8 @@ pub struct PlannedJob {
     pub id: JobId,
     /// The spec every task carries.
     pub spec: JobSpec,
+    /// The spec's signature with the cluster's job key (empty without one).
+    pub signature: Vec<u8>,
     /// Its tile grid.
     pub grid: TileGrid,
     /// Tiles that go to a worker.
@@ -31,6 +33,7 @@ pub struct PlannedJob {
 
 pub(crate) async fn plan(
     req: &FillRequest,
+    key: Option<&JobKey>,
     metrics: &CoordinatorMetrics,
 ) -> Result<PlannedJob, CoordinatorError> {
     req.validate()?;
@@ -49,6 +52,7 @@ pub(crate) async fn plan(
         cx.clamp(CHUNK_RANGE.0, CHUNK_RANGE.1),
     );
     let spec = req.spec(&id, &shape, chunk, scene.dimension_names());
+    let signature = wire::trust::sign(key, &spec);
     let grid = spec.grid()?;
 
     if let Some(status) = crate::read_status(&staging, &id).await? {
@@ -59,6 +63,7 @@ pub(crate) async fn plan(
                 return Ok(PlannedJob {
                     id,
                     spec,
+                    signature,
                     grid,
                     dirty,
                     staging,
@@ -80,13 +85,40 @@ pub(crate) async fn plan(
             req.output
         )));
     }
+    // Fail before the scan when another job owns the output; the claim itself comes with the
+    // output's creation below, once the input has been read and validated.
+    let owner = zarr_io::owner(&req.output).await.map_err(storage(format!(
+        "reading the owner of output {}",
+        req.output
+    )))?;
+    if let Some(owner) = owner.filter(|o| o != id.as_str()) {
+        return Err(CoordinatorError::Storage {
+            context: format!("planning job {id}"),
+            source: Box::new(zarr_io::ZarrIoError::OwnedByAnotherJob {
+                url: req.output.clone(),
+                owner,
+                job: id.to_string(),
+            }),
+        });
+    }
 
     let dirty = match staging
         .get(&staging_keys::plan(&id))
         .await
         .map_err(storage("reading plan".to_owned()))?
     {
-        Some(bytes) => reuse_plan(&id, &spec, &grid, &bytes)?,
+        Some(bytes) => {
+            let mut plan = reuse_plan(&id, &spec, &bytes)?;
+            if plan.signature != signature {
+                // Signed with another key, or before the cluster had one: sign it anew.
+                plan.signature.clone_from(&signature);
+                staging
+                    .put(&staging_keys::plan(&id), wire::encode(&plan))
+                    .await
+                    .map_err(storage(format!("staging the plan of job {id}")))?;
+            }
+            dirty_tiles(&id, &grid, plan.dirty_tiles)?
+        }
         None => {
             let dirty = find_dirty_tiles(&scene, &grid, req.method, &id).await?;
             let plan = JobPlan {
@@ -94,10 +126,11 @@ pub(crate) async fn plan(
                 dirty_tiles: dirty.as_bytes().to_vec(),
                 tiles_total: grid.len(),
                 tiles_dirty: dirty.count(),
+                signature: signature.clone(),
             };
             let with_spread = spec.ensemble > 1 && spec.member.is_none();
             let mosaic = MosaicSpec::for_scene(&scene, chunk, with_spread);
-            Mosaic::create(&req.output, &mosaic)
+            Mosaic::create(&req.output, &mosaic, id.as_str())
                 .await
                 .map_err(storage(format!("creating output {}", req.output)))?;
             staging
@@ -112,6 +145,7 @@ pub(crate) async fn plan(
     Ok(PlannedJob {
         id,
         spec,
+        signature,
         grid,
         dirty,
         staging,
@@ -119,23 +153,27 @@ pub(crate) async fn plan(
     })
 }
 
-fn reuse_plan(
-    id: &JobId,
-    spec: &JobSpec,
-    grid: &TileGrid,
-    bytes: &[u8],
-) -> Result<TileSet, CoordinatorError> {
+/// The staged plan of job `id`, which must be for `spec`.
+fn reuse_plan(id: &JobId, spec: &JobSpec, bytes: &[u8]) -> Result<JobPlan, CoordinatorError> {
     let plan: JobPlan = wire::decode("JobPlan", bytes, usize::MAX)?;
     if plan.job.as_ref() != Some(spec) {
         return Err(CoordinatorError::Invalid(format!(
             "job {id} was planned with different parameters; use another --job-id or remove its staging"
         )));
     }
-    TileSet::from_bytes(plan.dirty_tiles, grid.len())
+    Ok(plan)
+}
+
+fn dirty_tiles(id: &JobId, grid: &TileGrid, bitmap: Vec<u8>) -> Result<TileSet, CoordinatorError> {
+    TileSet::from_bytes(bitmap, grid.len())
         .ok_or_else(|| CoordinatorError::Invalid(format!("staged plan of job {id} is corrupt")))
 }
 
 /// Tiles that contain a missing pixel (every tile for `identity`, the pipeline self-check).
+///
+/// Reading every tile also validates every value (mask values, infinities; see
+/// [`Scene::read_window`]). A scene with no observed pixel is refused: there is nothing to fill
+/// from. A scene with no missing pixel is copied, with a warning.
 async fn find_dirty_tiles(
     scene: &Scene,
     grid: &TileGrid,
@@ -143,11 +181,12 @@ async fn find_dirty_tiles(
     id: &JobId,
 ) -> Result<TileSet, CoordinatorError> {
     let mut dirty = TileSet::new(grid.len());
+    if method == Method::Identity {
+        grid.tiles().for_each(|tile| dirty.insert(tile.index));
+        return Ok(dirty);
+    }
+    let mut observed = false;
     for tile in grid.tiles() {
-        if method == Method::Identity {
-            dirty.insert(tile.index);
-            continue;
-        }
         let data = scene
             .read_window(tile.window)
             .await
@@ -155,9 +194,21 @@ async fn find_dirty_tiles(
                 "scanning tile {} of job {id}",
                 tile.index
             )))?;
-        if data.values.iter().any(|v| v.is_nan()) {
+        let missing = data.missing_count();
+        observed |= missing < data.values.len();
+        if missing > 0 {
             dirty.insert(tile.index);
         }
+    }
+    if !observed {
+        return Err(CoordinatorError::Invalid(format!(
+            "array `{}` of {} has no observed pixel: every value is missing, so there is nothing to fill from",
+            scene.array_name(),
+            scene.url()
+        )));
+    }
+    if dirty.count() == 0 {
+        tracing::warn!(job = %id, input = %scene.url(), "the input has no missing pixel; the output is a copy of it");
     }
     Ok(dirty)
 }

@@ -106,8 +106,20 @@ impl FillRequest {
                 ));
             }
         }
-        if self.input.trim_end_matches('/') == self.output.trim_end_matches('/') {
-            return invalid("the output must not be the input".into());
+        let staging = self.staging_url();
+        for (what, a, other, b) in [
+            ("output", &self.output, "input", &self.input),
+            ("staging", &staging, "input", &self.input),
+            ("staging", &staging, "output", &self.output),
+        ] {
+            let overlap = zarr_io::locations_overlap(a, b).map_err(CoordinatorError::storage(
+                format!("checking the {what} location"),
+            ))?;
+            if overlap {
+                return invalid(format!(
+                    "the {what} {a} must not be the {other} {b}, nor lie inside it or contain it"
+                ));
+            }
         }
         Ok(())
     }

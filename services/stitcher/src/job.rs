@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tiling::{Blender, ChunkGrid, TileGrid};
 use wire::v1::{JobPlan, JobSpec, JobState, JobStatus, Method, TileOutput};
-use wire::{staging_keys, JobId, TileSet};
+use wire::{staging_keys, JobId, JobKey, TileSet};
 use zarr_io::{Mosaic, MosaicSpec, Scene, Staging};
 
 use crate::tile_cache::{CachedTile, TileCache};
@@ -43,11 +43,17 @@ pub enum Loaded {
 }
 
 impl StitchJob {
-    /// Rebuilds a job's state from its staged plan, tiles and chunk markers.
+    /// Rebuilds a job's state from its staged plan, tiles and chunk markers. With a job `key`,
+    /// only a plan its coordinator signed is loaded.
     ///
     /// # Errors
-    /// [`StitcherError`] naming the job when staging, the input or the output is unusable.
-    pub async fn load(staging_url: &str, job_id: &str) -> Result<Loaded, StitcherError> {
+    /// [`StitcherError`] naming the job when staging, the input or the output is unusable, or
+    /// the plan is not signed with `key`.
+    pub async fn load(
+        staging_url: &str,
+        job_id: &str,
+        key: Option<&JobKey>,
+    ) -> Result<Loaded, StitcherError> {
         let id = JobId::parse(job_id).map_err(|source| StitcherError::Wire {
             job: job_id.to_owned(),
             source,
@@ -90,6 +96,17 @@ impl StitchJob {
                 field: "job",
             },
         })?;
+        // Every location comes from the plan, so the plan must be the coordinator's own.
+        wire::trust::verify(key, &spec, &plan.signature).map_err(wire_err)?;
+        if spec.job_id != job_id || spec.staging_url != staging_url {
+            return Err(StitcherError::Inconsistent {
+                job: id.to_string(),
+                reason: format!(
+                    "the plan staged at {staging_url} is for job {} staged at {}",
+                    spec.job_id, spec.staging_url
+                ),
+            });
+        }
         let grid = spec.grid().map_err(wire_err)?;
         let chunks = spec.chunk_grid().map_err(wire_err)?;
         let dirty = TileSet::from_bytes(plan.dirty_tiles, grid.len()).ok_or_else(|| {
@@ -104,7 +121,7 @@ impl StitchJob {
             .map_err(storage)?;
         let with_spread = spec.ensemble > 1 && spec.member.is_none();
         let layout = MosaicSpec::for_scene(&scene, (spec.chunk_y, spec.chunk_x), with_spread);
-        let mosaic = Mosaic::create(&spec.output_url, &layout)
+        let mosaic = Mosaic::create(&spec.output_url, &layout, &spec.job_id)
             .await
             .map_err(storage)?;
         let mut done = TileSet::new(grid.len());

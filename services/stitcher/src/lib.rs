@@ -27,6 +27,10 @@ pub struct StitcherConfig {
     pub prefetch: u16,
     /// Minimum interval between progress events, in milliseconds.
     pub status_interval_ms: u64,
+    /// The cluster's job key: only jobs signed with it are stitched (from `TERRAFILL_JOB_KEY`,
+    /// never from the config file).
+    #[serde(skip)]
+    pub job_key: Option<wire::JobKey>,
 }
 
 impl Default for StitcherConfig {
@@ -34,6 +38,7 @@ impl Default for StitcherConfig {
         Self {
             prefetch: 64,
             status_interval_ms: 500,
+            job_key: None,
         }
     }
 }
@@ -61,6 +66,7 @@ pub async fn run(
         metrics,
         jobs: HashMap::new(),
         interval: Duration::from_millis(cfg.status_interval_ms),
+        key: cfg.job_key.clone(),
     };
     loop {
         let next = tokio::select! {
@@ -74,23 +80,35 @@ pub async fn run(
         let Ok(StitchEvent { event: Some(event) }) = event else {
             tracing::warn!("undecodable stitcher event: dead-lettering it");
             stitcher.metrics.dead_lettered.inc();
-            delivery.dead_letter().await?;
+            settled(delivery.dead_letter().await)?;
             continue;
         };
         match stitcher.handle(event).await {
-            Ok(()) => delivery.ack().await?,
+            Ok(()) => settled(delivery.ack().await)?,
             Err(error) if error.is_retryable() => {
                 tracing::warn!(%error, "stitcher event failed; retrying");
-                delivery.retry().await?;
+                settled(delivery.retry().await)?;
             }
             Err(error) => {
                 tracing::error!(%error, "stitcher event failed permanently");
-                delivery.ack().await?;
+                settled(delivery.ack().await)?;
             }
         }
     }
     health.set_ready(false);
     Ok(())
+}
+
+/// A delivery that cannot be settled because its channel died in a broker outage is
+/// redelivered by the broker, and every event is idempotent: log it and go on.
+fn settled(result: Result<(), broker::BrokerError>) -> Result<(), broker::BrokerError> {
+    match result {
+        Err(error) if error.is_retryable() => {
+            tracing::warn!(%error, "cannot settle a stitcher event; the broker redelivers it");
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 struct Active {
@@ -103,6 +121,7 @@ struct Stitcher {
     metrics: StitcherMetrics,
     jobs: HashMap<String, Active>,
     interval: Duration,
+    key: Option<wire::JobKey>,
 }
 
 impl Stitcher {
@@ -112,6 +131,13 @@ impl Stitcher {
                 let Some(spec) = started.job else {
                     return Ok(());
                 };
+                if let Err(source) =
+                    wire::trust::verify(self.key.as_ref(), &spec, &started.signature)
+                {
+                    tracing::warn!(error = %source, "ignoring an untrusted job announcement");
+                    self.metrics.dead_lettered.inc();
+                    return Ok(());
+                }
                 self.ensure_loaded(&spec.staging_url, &spec.job_id).await?;
                 self.progress(&spec.job_id, Vec::new()).await
             }
@@ -153,7 +179,7 @@ impl Stitcher {
         if self.jobs.contains_key(job_id) {
             return Ok(true);
         }
-        match StitchJob::load(staging_url, job_id).await? {
+        match StitchJob::load(staging_url, job_id, self.key.as_ref()).await? {
             Loaded::Ended(_) => Ok(false),
             Loaded::Active(job) => {
                 tracing::info!(job = %job_id, "stitching job");

@@ -30,6 +30,10 @@ pub struct WorkerConfig {
     pub linger_ms: u64,
     /// `auto`, `cpu` or `cuda:N`.
     pub device: String,
+    /// The cluster's job key: only tasks signed with it are computed (from
+    /// `TERRAFILL_JOB_KEY`, never from the config file).
+    #[serde(skip)]
+    pub job_key: Option<wire::JobKey>,
 }
 
 impl Default for WorkerConfig {
@@ -38,6 +42,7 @@ impl Default for WorkerConfig {
             batch: 4,
             linger_ms: 20,
             device: "auto".into(),
+            job_key: None,
         }
     }
 }
@@ -83,7 +88,7 @@ pub async fn run(
                 _ => break,
             }
         }
-        handle_batch(deliveries, &broker, &mut jobs, &device, &metrics).await;
+        handle_batch(deliveries, cfg, &broker, &mut jobs, &device, &metrics).await;
     }
     health.set_ready(false);
     Ok(())
@@ -96,6 +101,7 @@ struct Task {
 
 async fn handle_batch(
     deliveries: Vec<Delivery>,
+    cfg: &WorkerConfig,
     broker: &Arc<dyn Broker>,
     jobs: &mut JobCache,
     device: &model::DeviceSpec,
@@ -103,7 +109,7 @@ async fn handle_batch(
 ) {
     let mut groups: Vec<Vec<Task>> = Vec::new();
     for delivery in deliveries {
-        match decode_task(&delivery) {
+        match decode_task(&delivery, cfg.job_key.as_ref()) {
             Ok(task) => {
                 let job = task.job.as_ref().map(|j| j.job_id.clone());
                 let same =
@@ -114,7 +120,7 @@ async fn handle_batch(
                 }
             }
             Err(error) => {
-                tracing::warn!(%error, "undecodable tile task: dead-lettering it");
+                tracing::warn!(%error, "undecodable or untrusted tile task: dead-lettering it");
                 metrics.dead_lettered.inc();
                 if let Err(error) = delivery.dead_letter().await {
                     tracing::warn!(%error, "dead-lettering failed");
@@ -127,14 +133,20 @@ async fn handle_batch(
     }
 }
 
-fn decode_task(delivery: &Delivery) -> Result<TileTask, wire::WireError> {
+/// The task in `delivery`, if it decodes and (with a job key) its spec is signed with that key:
+/// every location the worker touches comes from that spec.
+fn decode_task(
+    delivery: &Delivery,
+    key: Option<&wire::JobKey>,
+) -> Result<TileTask, wire::WireError> {
     let task: TileTask = wire::decode("TileTask", &delivery.body, wire::MAX_MESSAGE_BYTES)?;
-    if task.job.is_none() {
+    let Some(spec) = &task.job else {
         return Err(wire::WireError::MissingField {
             what: "TileTask",
             field: "job",
         });
-    }
+    };
+    wire::trust::verify(key, spec, &task.signature)?;
     Ok(task)
 }
 

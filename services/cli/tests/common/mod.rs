@@ -3,7 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::{json, Map, Value};
 use zarr_io::{MosaicSpec, Scene, Window};
@@ -88,14 +88,13 @@ pub fn synthetic(shape: &[u64], gap_fraction: f64, seed: u64) -> Vec<f32> {
     v
 }
 
-/// Dimension names for a rank-3 or rank-4 scene.
+/// Dimension names for a rank-2, 3 or 4 scene.
 pub fn dims(rank: usize) -> Vec<String> {
-    let names: &[&str] = if rank == 4 {
-        &["time", "band", "y", "x"]
-    } else {
-        &["band", "y", "x"]
-    };
-    names.iter().map(|s| s.to_string()).collect()
+    let all = ["time", "band", "y", "x"];
+    all[all.len() - rank.clamp(2, 4)..]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 /// Attributes a real scene carries.
@@ -106,6 +105,11 @@ pub fn attrs() -> Map<String, Value> {
 
 /// Writes a float32 scene group at `url` with array `data`.
 pub fn write(url: &str, shape: &[u64], chunk: (u64, u64), values: &[f32]) {
+    write_array(url, "data", shape, chunk, values);
+}
+
+/// Writes float32 array `array` into the group at `url` (creating the group if needed).
+pub fn write_array(url: &str, array: &str, shape: &[u64], chunk: (u64, u64), values: &[f32]) {
     let spec = MosaicSpec {
         shape: shape.to_vec(),
         chunk_yx: chunk,
@@ -114,7 +118,7 @@ pub fn write(url: &str, shape: &[u64], chunk: (u64, u64), values: &[f32]) {
         array_attributes: Map::new(),
     };
     runtime()
-        .block_on(zarr_io::write_scene(url, "data", &spec, attrs(), values))
+        .block_on(zarr_io::write_scene(url, array, &spec, attrs(), values))
         .unwrap();
 }
 
@@ -165,4 +169,60 @@ pub fn s3_prefix(name: &str) -> String {
         .unwrap()
         .as_nanos();
     format!("s3://{bucket}/{name}-{nanos}")
+}
+
+/// Child processes killed when the test ends, however it ends.
+pub struct Fleet(pub Vec<Child>);
+
+impl Fleet {
+    /// Starts `terrafill ARGS`; returns its index.
+    pub fn spawn(&mut self, args: &[&str]) -> usize {
+        let child = bin()
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        self.0.push(child);
+        self.0.len() - 1
+    }
+}
+
+impl Fleet {
+    /// A stitcher (index 0) and two workers (indices 1 and 2) on `amqp`.
+    pub fn cluster(amqp: &str) -> Self {
+        let mut fleet = Fleet(Vec::new());
+        fleet.spawn(&["stitcher", "--broker", amqp]);
+        fleet.spawn(&["worker", "--broker", amqp]);
+        fleet.spawn(&["worker", "--broker", amqp]);
+        fleet
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Tiles of `job` staged so far.
+pub fn staged_tiles(staging_url: &str, job: &str) -> usize {
+    runtime().block_on(async {
+        let s = zarr_io::Staging::open(staging_url).unwrap();
+        s.list(&format!("{job}/tiles"))
+            .await
+            .map(|k| k.len())
+            .unwrap_or(0)
+    })
+}
+
+/// Messages waiting in a dead-letter queue (0 before it exists).
+pub fn dead_letters(amqp: &str, dlq: &str) -> u64 {
+    runtime().block_on(async {
+        let b = broker::connect(Some(amqp)).await.unwrap();
+        b.queue_depth(dlq).await.unwrap_or(0)
+    })
 }

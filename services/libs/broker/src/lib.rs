@@ -191,6 +191,12 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
     /// The largest message body this broker accepts, in bytes.
     fn max_message_bytes(&self) -> usize;
 
+    /// Whether the broker is reachable now, as far as this client knows (false while it
+    /// reconnects after losing the connection). Default: always (in-process brokers).
+    fn is_connected(&self) -> bool {
+        true
+    }
+
     /// Closes the connection cleanly (warm shutdown); later calls may fail. Default: nothing.
     ///
     /// # Errors

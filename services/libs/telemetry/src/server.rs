@@ -13,10 +13,12 @@ use prometheus::{Encoder, Registry, TextEncoder};
 
 use crate::Shutdown;
 
-/// Readiness flag a service flips once it can do work (e.g. its broker consumer is up).
+/// Readiness: the flag a service flips once it can do work (e.g. its broker consumer is up),
+/// and whether its broker is reachable; `/readyz` says ready only when both hold.
 #[derive(Debug, Clone, Default)]
 pub struct Health {
     ready: Arc<AtomicBool>,
+    disconnected: Arc<AtomicBool>,
 }
 
 impl Health {
@@ -25,9 +27,14 @@ impl Health {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
-    /// Whether the service said it is ready.
+    /// Records whether the service's broker is reachable (assumed so until told otherwise).
+    pub fn set_connected(&self, connected: bool) {
+        self.disconnected.store(!connected, Ordering::Relaxed);
+    }
+
+    /// Whether the service said it is ready and its broker is reachable.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed) && !self.disconnected.load(Ordering::Relaxed)
     }
 }
 

@@ -48,6 +48,24 @@ pub enum WireError {
         /// What is wrong.
         reason: String,
     },
+    /// A job spec not signed with this cluster's job key (forged, or from another cluster).
+    #[error("job {job} is not signed with this cluster's job key ({reason}); refusing it")]
+    Untrusted {
+        /// Job id as given.
+        job: String,
+        /// Missing or wrong signature.
+        reason: &'static str,
+    },
+    /// A job key too short to be a secret.
+    #[error("{what} must hold at least {min} bytes of secret, not {len}")]
+    WeakKey {
+        /// Where the key came from.
+        what: &'static str,
+        /// Its length.
+        len: usize,
+        /// The minimum.
+        min: usize,
+    },
     /// A float buffer whose length is not a multiple of 4.
     #[error("{what}: {len} bytes is not a whole number of float32 values")]
     RaggedFloats {

@@ -1,16 +1,18 @@
 //! terrafill's wire contract: the prost types generated from `proto/terrafill/v1`, their checked
-//! decoding, the broker topology names and the staging key layout.
+//! decoding, the broker topology names, the staging key layout and job signatures.
 
 mod codec;
 mod job_id;
 mod names;
 pub mod staging_keys;
 mod tile_set;
+pub mod trust;
 
 pub use codec::{decode, encode, f32_from_le_bytes, f32_to_le_bytes, WireError};
 pub use job_id::JobId;
 pub use names::*;
 pub use tile_set::TileSet;
+pub use trust::{JobKey, JOB_KEY_ENV};
 
 /// Generated protobuf types of package `terrafill.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

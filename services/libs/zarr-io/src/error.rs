@@ -111,7 +111,7 @@ pub enum ZarrIoError {
     },
 
     /// The array's data type cannot be converted to float32.
-    #[error("array `{array}` in `{url}` has unsupported data type `{data_type}` (need an integer or float type)")]
+    #[error("array `{array}` in `{url}` has unsupported data type `{data_type}` (need an integer or float type; bool only for a mask)")]
     UnsupportedDataType {
         /// The group location.
         url: String,
@@ -132,6 +132,54 @@ pub enum ZarrIoError {
         mask_shape: Vec<u64>,
         /// The data's shape.
         data_shape: Vec<u64>,
+    },
+
+    /// The output belongs to another job (its ownership record names that job).
+    #[error("output `{url}` belongs to job {owner}; job {job} (other settings or --job-id) may not write into it: remove it or choose another output")]
+    OwnedByAnotherJob {
+        /// The output location.
+        url: String,
+        /// The job that owns it.
+        owner: String,
+        /// The job that tried to write it.
+        job: String,
+    },
+
+    /// An object terrafill wrote holds something it cannot read.
+    #[error("`{key}` in `{url}` is corrupt: {reason}")]
+    Corrupt {
+        /// The group location.
+        url: String,
+        /// The object's key below `url`.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A mask holds a value other than 0 (observed) and 1 (missing), NaN included.
+    #[error("mask array `{mask}` in `{url}` holds {value} at {at}; a mask must hold only 0 (observed) and 1 (missing)")]
+    BadMask {
+        /// The group location.
+        url: String,
+        /// The mask array name.
+        mask: String,
+        /// Where, as `dim=index, …`.
+        at: String,
+        /// The offending value.
+        value: f32,
+    },
+
+    /// A data value is infinite (after masking): it would spread into every filled pixel near it.
+    #[error("array `{array}` in `{url}` holds {value} at {at}; infinities cannot be filled around: set them to NaN (missing) or declare a _FillValue")]
+    NonFinite {
+        /// The group location.
+        url: String,
+        /// The array name.
+        array: String,
+        /// Where, as `dim=index, …`.
+        at: String,
+        /// The offending value.
+        value: f32,
     },
 
     /// A window does not lie inside the scene.

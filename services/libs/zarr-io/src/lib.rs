@@ -4,6 +4,7 @@
 //!   `az://`, `memory://`) and single objects such as checkpoints;
 //! - [`Scene`]: input scenes read window by window as `f32`, missing pixels as NaN;
 //! - [`Mosaic`]: output groups written chunk by chunk and finalized last;
+//! - [`claim`], [`owner`]: which job owns an output;
 //! - [`Staging`]: validated keys for tile outputs and job state.
 
 mod convert;
@@ -11,6 +12,7 @@ mod error;
 mod location;
 mod mosaic;
 mod mosaic_for_scene;
+mod ownership;
 mod pad;
 mod scene;
 mod scene_writer;
@@ -18,8 +20,9 @@ mod staging;
 mod zarr_store;
 
 pub use error::ZarrIoError;
-pub use location::{get_bytes, open_store, put_bytes, StoreAndPrefix};
+pub use location::{get_bytes, locations_overlap, open_store, put_bytes, StoreAndPrefix};
 pub use mosaic::{Mosaic, MosaicSpec, DATA_ARRAY, FILLED_ARRAY, SPREAD_ARRAY};
+pub use ownership::{claim, owner, OWNER_KEY};
 pub use pad::reflect_pad;
 pub use scene::{Scene, TileData};
 pub use scene_writer::write_scene;
@@ -53,6 +56,6 @@ mod send_checks {
         assert_send(&scene.read_window_padded(Window::new(0, 0, 1, 1), 2, 2));
         assert_send(&mosaic.write_chunk(0, 0, &[], &[], None));
         assert_send(&mosaic.finalize(serde_json::Map::new()));
-        assert_send(&Mosaic::create("memory://x/y", spec));
+        assert_send(&Mosaic::create("memory://x/y", spec, "job"));
     }
 }

@@ -136,8 +136,70 @@ fn invalid(url: &str, reason: String) -> ZarrIoError {
     }
 }
 
-/// Local paths and `file://` URLs: a filesystem store at `/` with the absolute path as prefix.
-fn open_local(url: &str) -> Result<StoreAndPrefix, ZarrIoError> {
+/// Whether two locations are the same or one lies inside the other, so that writing one would
+/// overwrite or pollute the other. Compared by store (scheme and bucket) and key segments;
+/// local paths are made absolute and symbolic links in their existing part resolved.
+///
+/// # Errors
+/// [`ZarrIoError::InvalidUrl`] for an unparseable location.
+pub fn locations_overlap(a: &str, b: &str) -> Result<bool, ZarrIoError> {
+    let (store_a, keys_a) = place(a)?;
+    let (store_b, keys_b) = place(b)?;
+    Ok(store_a == store_b && (keys_a.starts_with(&keys_b) || keys_b.starts_with(&keys_a)))
+}
+
+/// The store a location is in (`file`, or scheme and bucket) and its key segments.
+fn place(url: &str) -> Result<(String, Vec<String>), ZarrIoError> {
+    if url.starts_with("file://") || !url.contains("://") {
+        let path = resolve_links(&local_path(url)?);
+        let keys = path
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(part) => Some(part.to_string_lossy().into_owned()),
+                _ => None,
+            })
+            .collect();
+        return Ok(("file".into(), keys));
+    }
+    let parsed = url::Url::parse(url).map_err(|e| invalid(url, e.to_string()))?;
+    let scheme = match parsed.scheme() {
+        "s3a" => "s3",
+        "azure" => "az",
+        other => other,
+    };
+    let store = format!("{scheme}://{}", parsed.host_str().unwrap_or_default());
+    let keys = parsed
+        .path()
+        .split('/')
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .collect();
+    Ok((store, keys))
+}
+
+/// `path` with its longest existing ancestor canonicalised (the rest may not exist yet).
+fn resolve_links(path: &std::path::Path) -> PathBuf {
+    let mut missing = Vec::new();
+    let mut existing = path.to_path_buf();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return missing.iter().rev().fold(real, |p, part| p.join(part));
+        }
+        match (
+            existing.file_name().map(ToOwned::to_owned),
+            existing.parent(),
+        ) {
+            (Some(name), Some(parent)) => {
+                missing.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
+/// The absolute, lexically normalised path of a local path or `file://` URL.
+fn local_path(url: &str) -> Result<PathBuf, ZarrIoError> {
     let path = if url.starts_with("file://") {
         let parsed = url::Url::parse(url).map_err(|e| invalid(url, e.to_string()))?;
         parsed
@@ -150,7 +212,12 @@ fn open_local(url: &str) -> Result<StoreAndPrefix, ZarrIoError> {
         return Err(invalid(url, "empty path".into()));
     }
     let absolute = std::path::absolute(&path).map_err(|e| invalid(url, e.to_string()))?;
-    let normalized = normalize(&absolute);
+    Ok(normalize(&absolute))
+}
+
+/// Local paths and `file://` URLs: a filesystem store at `/` with the absolute path as prefix.
+fn open_local(url: &str) -> Result<StoreAndPrefix, ZarrIoError> {
+    let normalized = local_path(url)?;
     let prefix = Path::from_absolute_path(&normalized).map_err(|e| invalid(url, e.to_string()))?;
     let store = LocalFileSystem::new().with_fsync(true);
     Ok((Arc::new(store), prefix))
@@ -198,6 +265,55 @@ mod tests {
         let (_, p) = open_store("./rel.zarr").expect("relative");
         assert!(p.as_ref().ends_with("rel.zarr"));
         assert!(!p.as_ref().contains("./"));
+    }
+
+    #[test]
+    fn overlapping_locations() -> Result<(), ZarrIoError> {
+        let dir = tempfile::tempdir().map_err(|e| invalid("tempdir", e.to_string()))?;
+        let base = dir.path().display().to_string();
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("link"))
+            .map_err(|e| invalid("symlink", e.to_string()))?;
+        for (a, b, overlap) in [
+            (format!("{base}/in.zarr"), format!("{base}/in.zarr/"), true),
+            (
+                format!("{base}/in.zarr"),
+                format!("{base}/in.zarr/out.zarr"),
+                true,
+            ),
+            (
+                format!("{base}/in.zarr/x/.."),
+                format!("{base}/in.zarr"),
+                true,
+            ),
+            (
+                format!("{base}/in.zarr"),
+                format!("file://{base}/in.zarr"),
+                true,
+            ),
+            (
+                format!("{base}/in.zarr"),
+                format!("{base}/link/in.zarr/o"),
+                true,
+            ),
+            (
+                format!("{base}/out.zarr"),
+                format!("{base}/out.zarr.staging"),
+                false,
+            ),
+            (format!("{base}/a.zarr"), format!("{base}/b.zarr"), false),
+            (
+                "s3://b/in.zarr".into(),
+                "s3a://b/in.zarr/out.zarr".into(),
+                true,
+            ),
+            ("s3://b/in.zarr".into(), "s3://c/in.zarr".into(), false),
+            ("s3://b/in.zarr".into(), "gs://b/in.zarr".into(), false),
+            ("memory://m/x".into(), "memory://m/x/y".into(), true),
+        ] {
+            assert_eq!(locations_overlap(&a, &b)?, overlap, "{a} vs {b}");
+            assert_eq!(locations_overlap(&b, &a)?, overlap, "{b} vs {a}");
+        }
+        Ok(())
     }
 
     #[test]

@@ -63,16 +63,19 @@ impl std::fmt::Debug for Mosaic {
 }
 
 impl Mosaic {
-    /// Create the arrays of a mosaic at `url` (not the root group metadata; see [`Mosaic::finalize`]).
+    /// Create the arrays of a mosaic at `url` for job `owner` (not the root group metadata; see
+    /// [`Mosaic::finalize`]). The job claims the output first (see [`crate::claim`]).
     ///
-    /// Calling it again on an existing output with the same spec succeeds and keeps the chunks
-    /// already written (resume).
+    /// Calling it again on an existing output with the same spec and owner succeeds and keeps the
+    /// chunks already written (resume).
     ///
     /// # Errors
-    /// [`ZarrIoError::InvalidSpec`] for an inconsistent spec, [`ZarrIoError::SpecMismatch`] when an
-    /// existing array differs from the spec, store errors.
-    pub async fn create(url: &str, spec: &MosaicSpec) -> Result<Mosaic, ZarrIoError> {
+    /// [`ZarrIoError::InvalidSpec`] for an inconsistent spec, [`ZarrIoError::OwnedByAnotherJob`]
+    /// when another job owns the output, [`ZarrIoError::SpecMismatch`] when an existing array
+    /// differs from the spec, store errors.
+    pub async fn create(url: &str, spec: &MosaicSpec, owner: &str) -> Result<Mosaic, ZarrIoError> {
         validate(url, spec)?;
+        crate::claim(url, owner).await?;
         let opened = open_zarr_store(url)?;
         let zarr = opened.zarr;
         let mut filled_attrs = Map::new();

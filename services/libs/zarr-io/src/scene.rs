@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value};
 use tiling::Window;
+use zarrs::array::data_type::BoolDataType;
 use zarrs::array::{Array, ArrayCreateError, ArraySubset};
 use zarrs::group::{Group, GroupCreateError};
 
@@ -92,7 +93,7 @@ impl Scene {
                     },
                 })?;
         let group_attributes = group.attributes().clone();
-        let data = open_array(&opened.zarr, url, array).await?;
+        let data = open_array(&opened.zarr, url, array, Role::Data).await?;
         let shape = data.shape().to_vec();
         if !(2..=4).contains(&shape.len()) {
             return Err(ZarrIoError::UnsupportedRank {
@@ -250,7 +251,15 @@ impl Scene {
             }
         };
         let (mut values, mask) = futures::try_join!(data, mask)?;
-        if let Some(mask) = mask {
+        if let (Some(mask), Some(m)) = (mask, &self.mask) {
+            if let Some(i) = mask.iter().position(|&v| v != 0.0 && v != 1.0) {
+                return Err(ZarrIoError::BadMask {
+                    url: self.url.clone(),
+                    mask: m.name.clone(),
+                    at: self.describe_position(w, m.array.shape().len(), i),
+                    value: mask[i],
+                });
+            }
             // A broadcast mask holds one plane; `cycle` repeats it over the leading dimensions.
             for (v, m) in values.iter_mut().zip(mask.iter().cycle()) {
                 if *m != 0.0 {
@@ -258,7 +267,39 @@ impl Scene {
                 }
             }
         }
+        if let Some(i) = values.iter().position(|v| v.is_infinite()) {
+            return Err(ZarrIoError::NonFinite {
+                url: self.url.clone(),
+                array: self.array_name.clone(),
+                at: self.describe_position(w, rank, i),
+                value: values[i],
+            });
+        }
         Ok(TileData { shape, values })
+    }
+
+    /// `dim=index, …` of element `flat` of window `w` read from an array of rank `rank` with the
+    /// data's trailing dimensions, for error messages.
+    fn describe_position(&self, w: Window, rank: usize, flat: usize) -> String {
+        let shape = self.shape();
+        let names = self.dimension_names();
+        let lead = shape.len() - rank..shape.len() - 2;
+        let mut rest = flat as u64;
+        let x = w.x0 + rest % w.width.max(1);
+        rest /= w.width.max(1);
+        let y = w.y0 + rest % w.height.max(1);
+        rest /= w.height.max(1);
+        let mut index = vec![y, x];
+        for &d in shape[lead.clone()].iter().rev() {
+            index.insert(0, rest % d.max(1));
+            rest /= d.max(1);
+        }
+        names[lead.start..]
+            .iter()
+            .zip(index)
+            .map(|(name, i)| format!("{name}={i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Read window `w` and pad it by mirror reflection (numpy `reflect`) at the bottom and right
@@ -323,11 +364,20 @@ impl Scene {
     }
 }
 
-/// Open array `name` of the group and check that its data type converts to `f32`.
+/// What an array is read for: data must be numeric; a mask may also be boolean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Data,
+    Mask,
+}
+
+/// Open array `name` of the group and check that its data type converts to `f32` (and, for
+/// data, is not boolean: true/false are no measurements to interpolate).
 async fn open_array(
     store: &std::sync::Arc<ZarrStore>,
     url: &str,
     name: &str,
+    role: Role,
 ) -> Result<Array<ZarrStore>, ZarrIoError> {
     let path = format!("/{}", name.trim_start_matches('/'));
     let array = Array::async_open(store.clone(), &path)
@@ -343,7 +393,8 @@ async fn open_array(
                 source: Box::new(source),
             },
         })?;
-    if !is_supported(array.data_type()) {
+    let boolean = array.data_type().is::<BoolDataType>();
+    if !is_supported(array.data_type()) || (boolean && role == Role::Data) {
         return Err(ZarrIoError::UnsupportedDataType {
             url: url.to_owned(),
             array: name.to_owned(),
@@ -360,7 +411,7 @@ async fn open_mask(
     name: &str,
     data_shape: &[u64],
 ) -> Result<Mask, ZarrIoError> {
-    let array = open_array(store, url, name).await?;
+    let array = open_array(store, url, name, Role::Mask).await?;
     let mask_shape = array.shape();
     let yx = &data_shape[data_shape.len() - 2..];
     if mask_shape != data_shape && mask_shape != yx {

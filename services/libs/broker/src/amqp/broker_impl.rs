@@ -163,6 +163,12 @@ impl Broker for AmqpBroker {
         self.inner.config.max_message_bytes
     }
 
+    fn is_connected(&self) -> bool {
+        self.inner
+            .connected
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     async fn close(&self) -> Result<(), BrokerError> {
         AmqpBroker::close(self).await
     }

@@ -54,6 +54,13 @@ impl Subscription for AmqpSubscription {
                         self.active.insert(active)
                     }
                     Err(BrokerError::QueueNotFound { .. }) => return None,
+                    // An outage of any length: keep re-subscribing (each attempt reconnects
+                    // for up to the reconnect timeout); only lasting errors reach the consumer.
+                    Err(e) if e.is_retryable() => {
+                        tracing::warn!(target = %self.label(), error = %e, "broker unreachable; still trying");
+                        self.backoff.wait().await;
+                        continue;
+                    }
                     Err(e) => {
                         self.backoff.wait().await;
                         return Some(Err(e));

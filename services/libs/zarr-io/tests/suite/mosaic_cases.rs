@@ -60,7 +60,7 @@ pub async fn mosaic_roundtrip(base: &str) -> anyhow::Result<()> {
     let url = format!("{base}/out.zarr");
     let shape = [2u64, 37, 53];
     let spec = spec(&shape, true);
-    let mosaic = Mosaic::create(&url, &spec).await?;
+    let mosaic = Mosaic::create(&url, &spec, "job-test").await?;
     ensure!(mosaic.chunk_grid() == (3, 4));
     ensure!(mosaic.chunk_window(2, 3) == Window::new(32, 48, 5, 5));
     ensure!(!Mosaic::is_finalized(&url).await?);
@@ -134,13 +134,13 @@ pub async fn mosaic_roundtrip(base: &str) -> anyhow::Result<()> {
     ensure!(spread.values[0] == 0.5 && spread.values[1] == 0.0);
 
     // Resume with the same spec keeps the data; another spec is refused.
-    let again = Mosaic::create(&url, &spec).await?;
+    let again = Mosaic::create(&url, &spec, "job-test").await?;
     ensure!(again.chunk_grid() == (3, 4));
     let tile = scene.read_window(Window::new(0, 0, 1, 1)).await?;
     ensure!(tile.values[0].to_bits() == pattern(0).to_bits());
     let mut other = spec.clone();
     other.chunk_yx = (8, 8);
-    match Mosaic::create(&url, &other).await {
+    match Mosaic::create(&url, &other, "job-test").await {
         Err(e @ ZarrIoError::SpecMismatch { .. }) => ensure!(e.to_string().contains("data")),
         other => anyhow::bail!("expected SpecMismatch, got {other:?}"),
     }
@@ -152,7 +152,7 @@ pub async fn mosaic_roundtrip(base: &str) -> anyhow::Result<()> {
 pub async fn mosaic_4d_and_errors(base: &str) -> anyhow::Result<()> {
     let url = format!("{base}/out4d.zarr");
     let spec = spec(&[2, 2, 20, 18], false);
-    let mosaic = Mosaic::create(&url, &spec).await?;
+    let mosaic = Mosaic::create(&url, &spec, "job-test").await?;
     ensure!(mosaic.chunk_grid() == (2, 2) && mosaic.lead_len() == 4);
     let cw = mosaic.chunk_window(1, 1);
     ensure!(cw == Window::new(16, 16, 4, 2));
@@ -204,7 +204,7 @@ pub async fn mosaic_4d_and_errors(base: &str) -> anyhow::Result<()> {
     );
     let mut bad = spec.clone();
     bad.dimension_names.pop();
-    let err = Mosaic::create(&format!("{base}/bad.zarr"), &bad).await;
+    let err = Mosaic::create(&format!("{base}/bad.zarr"), &bad, "job-test").await;
     ensure!(
         matches!(err, Err(ZarrIoError::InvalidSpec { .. })),
         "{err:?}"

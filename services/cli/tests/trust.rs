@@ -1,0 +1,126 @@
+//! Message trust on a real RabbitMQ: with a job key, workers and the stitcher act only on jobs
+//! their coordinator signed. A forged task (a made-up job pointing at a real input and at a
+//! staging location of the forger's choice), a task signed with another cluster's key and a
+//! forged job announcement are dead-lettered or ignored without reading or writing anything,
+//! while a signed job runs to the embedded run's mosaic.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Stdio;
+
+use common::*;
+use wire::v1::{stitch_event, JobSpec, JobStarted, Method, StitchEvent, TileTask};
+
+const KEY: &str = "terrafill-test-cluster-key-0123";
+const OTHER_KEY: &str = "some-other-cluster-key-4567";
+
+fn publish(amqp: &str, queue: &str, body: Vec<u8>) {
+    runtime().block_on(async {
+        let b = broker::connect(Some(amqp)).await.unwrap();
+        b.declare_queue(queue, &broker::QueueSpec::default())
+            .await
+            .unwrap();
+        b.publish(queue, broker::Message::new(body)).await.unwrap();
+    });
+}
+
+#[test]
+fn only_jobs_signed_with_the_cluster_key_are_computed() {
+    let amqp = amqp_url();
+    let dir = tempfile::tempdir().unwrap();
+    let url = |name: &str| dir.path().join(name).display().to_string();
+    let shape = [1u64, 96, 96];
+    write(
+        &url("in.zarr"),
+        &shape,
+        (32, 32),
+        &synthetic(&shape, 0.3, 8),
+    );
+    let grid = ["--tile", "32", "--overlap", "0"];
+    let mut args = vec!["fill".to_owned(), url("in.zarr"), url("ref.zarr")];
+    args.extend(grid.map(str::to_owned));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert!(terrafill(&args).status.success());
+
+    // Forgeries: a task of a job no coordinator planned, one signed with another key, and an
+    // announcement of a made-up job.
+    let forged = JobSpec {
+        job_id: "forged-job".into(),
+        input_url: url("in.zarr"),
+        array: "data".into(),
+        output_url: url("forged-out.zarr"),
+        staging_url: url("forged-staging"),
+        method: Method::Idw as i32,
+        tile: 32,
+        overlap: 0,
+        shape: shape.to_vec(),
+        chunk_y: 32,
+        chunk_x: 32,
+        ensemble: 1,
+        dimension_names: dims(3),
+        ..JobSpec::default()
+    };
+    let other = wire::JobKey::new(OTHER_KEY.as_bytes()).unwrap();
+    let dlq = broker::dead_letter_queue(wire::TILE_QUEUE);
+    let dead_before = dead_letters(&amqp, &dlq);
+    for signature in [Vec::new(), other.sign(&forged)] {
+        let task = TileTask {
+            job: Some(forged.clone()),
+            tile_index: 0,
+            signature,
+        };
+        publish(&amqp, wire::TILE_QUEUE, wire::encode(&task).to_vec());
+    }
+    let started = StitchEvent {
+        event: Some(stitch_event::Event::Started(JobStarted {
+            job: Some(forged.clone()),
+            signature: Vec::new(),
+        })),
+    };
+    publish(&amqp, wire::STITCH_QUEUE, wire::encode(&started).to_vec());
+
+    let mut fleet = Fleet(Vec::new());
+    for role in ["stitcher", "worker"] {
+        let child = bin()
+            .args([role, "--broker", &amqp])
+            .env(wire::JOB_KEY_ENV, KEY)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        fleet.0.push(child);
+    }
+    let output = url("out.zarr");
+    let input = url("in.zarr");
+    let mut args = vec!["submit", &input, &output, "--broker", &amqp];
+    args.extend(grid);
+    let out = bin()
+        .args(&args)
+        .env(wire::JOB_KEY_ENV, KEY)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "signed job failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        bits(&read(&output, "data")),
+        bits(&read(&url("ref.zarr"), "data"))
+    );
+    // The worker took the forged tasks before the signed job's (FIFO) and touched nothing.
+    assert_eq!(dead_letters(&amqp, &dlq), dead_before + 2);
+    assert!(!dir.path().join("forged-staging").exists());
+    assert!(!dir.path().join("forged-out.zarr").exists());
+    drop(fleet);
+
+    // A key too short to be a secret stops a service at start, with the variable's name.
+    let out = bin()
+        .args(["worker", "--broker", &amqp])
+        .env(wire::JOB_KEY_ENV, "short")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(wire::JOB_KEY_ENV));
+}
