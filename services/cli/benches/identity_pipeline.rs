@@ -39,6 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             chunk_yx: (CHUNK, CHUNK),
             dimension_names: vec!["band".into(), "y".into(), "x".into()],
             with_spread: false,
+            members: 0,
             array_attributes: Default::default(),
         };
         zarr_io::write_scene(&input, "data", &spec, Default::default(), &values).await

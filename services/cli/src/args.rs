@@ -79,6 +79,10 @@ pub struct FillArgs {
     /// Write this ensemble member instead of the mean.
     #[arg(long)]
     pub member: Option<u32>,
+    /// Also write every member: an array `members` with a leading `member` dimension (their
+    /// deviations from the mean carry the checkpoint's spread calibration, like `spread`).
+    #[arg(long)]
+    pub members: bool,
     /// DDIM η: 1 (default) samples like DDPM; 0 is deterministic DDIM (worse fills in our tests).
     #[arg(long, default_value_t = 1.0)]
     pub eta: f32,

@@ -90,6 +90,10 @@ fn bad_flags_are_refused_before_any_work() {
         "--tile 18446744073709551615 must be from 1 to 8192",
     );
     fails_with(&["fill", &input, &out, "--eta", "NaN"], "--eta NaN must be");
+    fails_with(
+        &["fill", &input, &out, "--members"],
+        "--members needs --method diffusion",
+    );
     assert!(!std::path::Path::new(&out).exists());
     // A device that cannot be opened stops the run at once, even for a method that never uses
     // it, instead of failing tile by tile or being ignored.

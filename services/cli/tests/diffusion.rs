@@ -30,9 +30,9 @@ fn tiny_model_fills_deterministically_with_spread() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("trained 30 steps"));
 
-    let fill = |name: &str, seed: &str| {
+    let fill_with = |name: &str, seed: &str, extra: &[&str]| {
         let output = dir.path().join(name).display().to_string();
-        let args = [
+        let mut args = vec![
             "fill",
             &input,
             &output,
@@ -49,9 +49,11 @@ fn tiny_model_fills_deterministically_with_spread() {
             "--device",
             "cpu",
         ];
+        args.extend(extra);
         assert!(terrafill(&args).status.success());
         output
     };
+    let fill = |name: &str, seed: &str| fill_with(name, seed, &[]);
     let a = fill("a.zarr", "1");
     let b = fill("b.zarr", "1");
     let c = fill("c.zarr", "2");
@@ -78,6 +80,66 @@ fn tiny_model_fills_deterministically_with_spread() {
             assert_eq!(spread[i], 0.0);
         }
     }
+
+    // Every member on request: `members` [member, band, y, x] copies the observed pixels, and
+    // in the gaps has `data` as its mean and `spread` as its standard deviation; `data` keeps
+    // its bytes.
+    let m = fill_with("m.zarr", "1", &["--members"]);
+    assert_eq!(bits(&read(&m, "data")), bits(&da));
+    let members = runtime().block_on(async {
+        let s = zarr_io::Scene::open_members(&m).await.unwrap();
+        assert_eq!(s.shape(), [2, 2, 64, 56]);
+        assert_eq!(s.dimension_names(), ["member", "band", "y", "x"]);
+        let all = zarr_io::Window::new(0, 0, 64, 56);
+        s.read_window(all).await.unwrap().values
+    });
+    let n = values.len();
+    let (mut var, mut spread2) = (0.0, 0.0);
+    for i in 0..n {
+        let (a, b) = (members[i], members[n + i]);
+        if values[i].is_nan() {
+            let mean = (f64::from(a) + f64::from(b)) / 2.0;
+            let tol = 1e-4 * (1.0 + f64::from(da[i]).abs());
+            assert!(
+                (mean - f64::from(da[i])).abs() < tol,
+                "pixel {i}: {a}, {b} vs {}",
+                da[i]
+            );
+            var += (f64::from(a) - f64::from(b)).powi(2) / 2.0;
+            spread2 += f64::from(spread[i]).powi(2);
+        } else {
+            assert_eq!(
+                (a.to_bits(), b.to_bits()),
+                (values[i].to_bits(), values[i].to_bits())
+            );
+        }
+    }
+    // Where tiles overlap the members are blended so as to keep their dispersion: overall it
+    // matches `spread` (equal inside a tile, within sampling noise across overlaps).
+    let ratio = (var / spread2).sqrt();
+    assert!(
+        (0.8..1.25).contains(&ratio),
+        "members' sd / spread = {ratio}"
+    );
+    // eval scores the members as an ensemble.
+    let truth = dir.path().join("truth.zarr").display().to_string();
+    write(&truth, &shape, (32, 32), &synthetic(&shape, 0.0, 4));
+    let out = terrafill(&["eval", &m, &truth]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ensemble = &report["ensemble"];
+    assert_eq!(ensemble["members"], 2);
+    let ranks: Vec<u64> = serde_json::from_value(ensemble["rank_histogram"].clone()).unwrap();
+    assert_eq!(ranks.len(), 3);
+    assert_eq!(
+        serde_json::json!(ranks.iter().sum::<u64>()),
+        ensemble["pixels"]
+    );
+    assert!(ensemble["crps_fair"].as_f64().unwrap() > 0.0);
 }
 
 #[test]

@@ -187,3 +187,43 @@ fn eval_scores_the_spread_like_properscoring() {
         );
     }
 }
+
+#[test]
+fn eval_scores_members_like_properscoring() {
+    let dir = tempfile::tempdir().unwrap();
+    let pred = dir.path().join("pred.zarr").display().to_string();
+    let truth = dir.path().join("truth.zarr").display().to_string();
+    let out = std::process::Command::new(python())
+        .arg(root().join("tests/interop/ensemble_reference.py"))
+        .arg(&pred)
+        .arg(&truth)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "reference failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reference: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = terrafill(&["eval", &pred, &truth]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ours = &report["ensemble"];
+    for key in ["members", "pixels", "rank_histogram"] {
+        assert_eq!(ours[key], reference[key], "{key}");
+    }
+    for key in ["crps_ensemble", "crps_fair", "spread_skill"] {
+        let (a, b) = (
+            ours[key].as_f64().unwrap(),
+            reference[key].as_f64().unwrap(),
+        );
+        assert!(
+            (a - b).abs() < 1e-6 * b.abs(),
+            "{key}: ours {a}, reference {b}"
+        );
+    }
+}

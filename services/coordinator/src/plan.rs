@@ -128,8 +128,10 @@ pub(crate) async fn plan(
                 tiles_dirty: dirty.count(),
                 signature: signature.clone(),
             };
-            let with_spread = spec.ensemble > 1 && spec.member.is_none();
-            let mosaic = MosaicSpec::for_scene(&scene, chunk, with_spread);
+            let mosaic = MosaicSpec {
+                members: spec.members_written(),
+                ..MosaicSpec::for_scene(&scene, chunk, spec.with_spread())
+            };
             Mosaic::create(&req.output, &mosaic, id.as_str())
                 .await
                 .map_err(storage(format!("creating output {}", req.output)))?;

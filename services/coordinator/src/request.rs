@@ -32,6 +32,8 @@ pub struct FillRequest {
     pub ensemble: u32,
     /// Write this member instead of the ensemble mean.
     pub member: Option<u32>,
+    /// Also write every member (the output's `members` array).
+    pub members: bool,
     /// DDIM η (0 = deterministic DDIM).
     pub eta: f32,
     /// Job id; derived from the request when absent, so re-running a command resumes it.
@@ -59,6 +61,7 @@ impl FillRequest {
             steps: 25,
             ensemble: 4,
             member: None,
+            members: false,
             eta: 1.0,
             job_id: None,
             staging: None,
@@ -106,6 +109,14 @@ impl FillRequest {
                 ));
             }
         }
+        if self.members
+            && (self.method != Method::Diffusion || self.ensemble < 2 || self.member.is_some())
+        {
+            return invalid(
+                "--members needs --method diffusion with --ensemble of at least 2 and no --member"
+                    .into(),
+            );
+        }
         let staging = self.staging_url();
         for (what, a, other, b) in [
             ("output", &self.output, "input", &self.input),
@@ -133,7 +144,7 @@ impl FillRequest {
             return JobId::parse(id);
         }
         let key = format!(
-            "{}|{}|{:?}|{}|{:?}|{}|{}|{}|{:?}|{}|{}|{:?}|{}",
+            "{}|{}|{:?}|{}|{:?}|{}|{}|{}|{:?}|{}|{}|{:?}|{}{}",
             self.input,
             self.array,
             self.mask_array,
@@ -146,7 +157,9 @@ impl FillRequest {
             self.steps,
             self.ensemble,
             self.member,
-            self.eta
+            self.eta,
+            // Only set flags extend the key, so jobs without them keep their ids.
+            if self.members { "|members" } else { "" }
         );
         JobId::parse(&format!("job-{:016x}", fnv1a(key.as_bytes())))
     }
@@ -191,6 +204,7 @@ impl FillRequest {
             member: if diffusion { self.member } else { None },
             eta: if diffusion { self.eta } else { 0.0 },
             dimension_names,
+            members: diffusion && self.members,
         }
     }
 }

@@ -119,8 +119,10 @@ impl StitchJob {
         let scene = Scene::open(&spec.input_url, &spec.array, mask)
             .await
             .map_err(storage)?;
-        let with_spread = spec.ensemble > 1 && spec.member.is_none();
-        let layout = MosaicSpec::for_scene(&scene, (spec.chunk_y, spec.chunk_x), with_spread);
+        let layout = MosaicSpec {
+            members: spec.members_written(),
+            ..MosaicSpec::for_scene(&scene, (spec.chunk_y, spec.chunk_x), spec.with_spread())
+        };
         let mosaic = Mosaic::create(&spec.output_url, &layout, &spec.job_id)
             .await
             .map_err(storage)?;
@@ -249,8 +251,11 @@ impl StitchJob {
             .values;
         let mut data = input.clone();
         let mut filled = vec![0u8; input.len()];
-        let ensemble = self.spec.ensemble > 1 && self.spec.member.is_none();
+        let ensemble = self.spec.with_spread();
         let mut spread = ensemble.then(|| vec![0f32; input.len()]);
+        let k = self.spec.members_written() as usize;
+        // Members: observed pixels copied into each, gaps from each member's own blend.
+        let mut members = (k > 0).then(|| input.repeat(k));
         let tiles: Vec<u64> = self
             .grid
             .tiles_touching(&window)
@@ -260,6 +265,7 @@ impl StitchJob {
         if !tiles.is_empty() {
             let mut blend = Blender::new(window, lead);
             let mut spread_blend = ensemble.then(|| Blender::new(window, lead));
+            let mut members_blend = (k > 0).then(|| Blender::new(window, k * lead));
             for t in tiles {
                 let tile = self.grid.tile(t).map_err(|e| StitcherError::Inconsistent {
                     job: self.id.to_string(),
@@ -276,9 +282,20 @@ impl StitchJob {
                 if let (Some(b), Some(s)) = (spread_blend.as_mut(), out.spread.as_ref()) {
                     b.add(&self.grid, &tile, s).map_err(blend_err)?;
                 }
+                if let Some(b) = members_blend.as_mut() {
+                    let m = out
+                        .members
+                        .as_ref()
+                        .ok_or_else(|| StitcherError::Inconsistent {
+                            job: self.id.to_string(),
+                            reason: format!("staged tile {t} has no members"),
+                        })?;
+                    b.add(&self.grid, &tile, m).map_err(blend_err)?;
+                }
             }
             let blended = blend.finish();
             let blended_spread = spread_blend.map(Blender::finish);
+            let blended_members = members_blend.map(|b| b.finish_samples(&blended));
             let identity = self.spec.method() == Method::Identity;
             for i in 0..input.len() {
                 let v = blended[i];
@@ -293,6 +310,12 @@ impl StitchJob {
                     if let (Some(s), Some(bs)) = (spread.as_mut(), blended_spread.as_ref()) {
                         s[i] = bs[i];
                     }
+                    if let (Some(m), Some(bm)) = (members.as_mut(), blended_members.as_ref()) {
+                        let n = input.len();
+                        for j in (i..k * n).step_by(n) {
+                            m[j] = bm[j];
+                        }
+                    }
                 }
             }
         }
@@ -300,6 +323,12 @@ impl StitchJob {
             .write_chunk(row, col, &data, &filled, spread.as_deref())
             .await
             .map_err(storage)?;
+        if let Some(m) = &members {
+            self.mosaic
+                .write_members(row, col, m)
+                .await
+                .map_err(storage)?;
+        }
         let marker = staging_keys::chunk_done(&self.id, c);
         self.staging
             .put(&marker, bytes::Bytes::new())
@@ -308,10 +337,10 @@ impl StitchJob {
         self.written[c as usize] = true;
         self.written_count += 1;
         metrics.chunks_written.inc();
-        let spread_len = spread.as_ref().map_or(0, Vec::len);
+        let extra = spread.as_ref().map_or(0, Vec::len) + members.as_ref().map_or(0, Vec::len);
         metrics
             .bytes_written
-            .inc_by((4 * data.len() + filled.len() + 4 * spread_len) as u64);
+            .inc_by((4 * data.len() + filled.len() + 4 * extra) as u64);
         timer.observe_duration();
         Ok(())
     }

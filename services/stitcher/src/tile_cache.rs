@@ -13,6 +13,8 @@ pub struct CachedTile {
     pub values: Vec<f32>,
     /// Ensemble spread, when staged.
     pub spread: Option<Vec<f32>>,
+    /// Ensemble members, `[member, lead, tile window]`, when staged.
+    pub members: Option<Vec<f32>>,
 }
 
 impl CachedTile {
@@ -22,15 +24,16 @@ impl CachedTile {
     /// [`wire::WireError`] when the float buffers are ragged.
     pub fn decode(output: &TileOutput) -> Result<Self, wire::WireError> {
         let values = wire::f32_from_le_bytes("TileOutput.values", &output.values)?;
-        let spread = if output.spread.is_empty() {
-            None
-        } else {
-            Some(wire::f32_from_le_bytes(
-                "TileOutput.spread",
-                &output.spread,
-            )?)
+        let optional = |what, bytes: &[u8]| {
+            (!bytes.is_empty())
+                .then(|| wire::f32_from_le_bytes(what, bytes))
+                .transpose()
         };
-        Ok(Self { values, spread })
+        Ok(Self {
+            values,
+            spread: optional("TileOutput.spread", &output.spread)?,
+            members: optional("TileOutput.members", &output.members)?,
+        })
     }
 }
 

@@ -118,6 +118,10 @@ pub(crate) async fn compute(
             TileFill {
                 values: padded.crop(&out.values, lead, &inner),
                 spread: with_spread.then(|| padded.crop(&out.spread, lead, &inner)),
+                members: job
+                    .spec
+                    .members
+                    .then(|| padded.crop(&out.members, opts.ensemble * lead, &inner)),
             }
         })
         .collect())

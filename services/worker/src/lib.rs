@@ -258,6 +258,11 @@ async fn stage_tile(
             .as_deref()
             .map(wire::f32_to_le_bytes)
             .unwrap_or_default(),
+        members: fill
+            .members
+            .as_deref()
+            .map(wire::f32_to_le_bytes)
+            .unwrap_or_default(),
     };
     let bytes = wire::encode(&output);
     let size = bytes.len() as u64;

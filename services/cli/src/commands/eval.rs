@@ -83,6 +83,20 @@ pub async fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         json["probabilistic"] =
             serde_json::to_value(scoring::probabilistic(&p, &s, &t, Some(&select)))?;
     }
+    // With `--members`: score the ensemble itself (fair CRPS, spread/skill, rank histogram).
+    if let Ok(members) = Scene::open_members(&args.prediction).await {
+        let k = members.shape()[0] as usize;
+        ensure!(
+            members.shape()[1..] == *truth.shape() && k >= 2,
+            "{}: members has shape {:?}, expected [K ≥ 2, {:?}]",
+            args.prediction,
+            members.shape(),
+            truth.shape()
+        );
+        let m = members.read_window(all).await?.values;
+        json["ensemble"] =
+            serde_json::to_value(scoring::ensemble_scores(&m, k, &t, Some(&select)))?;
+    }
     if let Some(max_lag) = args.variogram {
         let plane = h * w;
         let bands: Vec<serde_json::Value> = (0..t.len() / plane.max(1))

@@ -106,6 +106,7 @@ async fn request(args: &FillArgs) -> anyhow::Result<FillRequest> {
     req.steps = args.steps;
     req.ensemble = args.ensemble;
     req.member = args.member;
+    req.members = args.members;
     req.eta = args.eta;
     req.seed = args.seed;
     req.job_id = args.job_id.clone();

@@ -115,6 +115,7 @@ pub fn write_array(url: &str, array: &str, shape: &[u64], chunk: (u64, u64), val
         chunk_yx: chunk,
         dimension_names: dims(shape.len()),
         with_spread: false,
+        members: 0,
         array_attributes: Map::new(),
     };
     runtime()

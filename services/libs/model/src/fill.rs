@@ -46,6 +46,10 @@ pub struct TileOutput {
     /// Standard deviation over members (K−1 denominator; 0 when K = 1) times the checkpoint's
     /// spread calibration (see the crate's `calibrate` module), 0 on observed pixels.
     pub spread: Vec<f32>,
+    /// The K members, member-major (`K × values.len()`): in gaps the ensemble mean plus each
+    /// sample's deviation from it times the same calibration, so that their standard deviation
+    /// is `spread` and their mean the ensemble mean; observed pixels copied.
+    pub members: Vec<f32>,
 }
 
 /// A trained fill model on a device.
@@ -407,6 +411,7 @@ impl FillModel {
             .map(|t| TileOutput {
                 values: t.values.clone(),
                 spread: vec![0.0; t.values.len()],
+                members: t.values.repeat(opts.ensemble),
             })
             .collect();
         let k = opts.ensemble;
@@ -434,8 +439,13 @@ impl FillModel {
                     } else {
                         0.0
                     };
+                    let kappa = self.meta.spread_scale[band];
                     out.values[base + p] = opts.member.map_or(mean, |m| vals[m]) as f32;
-                    out.spread[base + p] = (var.sqrt() * self.meta.spread_scale[band]) as f32;
+                    out.spread[base + p] = (var.sqrt() * kappa) as f32;
+                    let n = out.values.len();
+                    for (m, v) in vals.iter().enumerate() {
+                        out.members[m * n + base + p] = (mean + kappa * (v - mean)) as f32;
+                    }
                 }
             }
         }

@@ -45,6 +45,7 @@ pub struct Blender {
     lead: usize,
     sum: Vec<f64>,
     weight: Vec<f64>,
+    weight_sq: Vec<f64>,
     previous: Option<u64>,
 }
 
@@ -57,6 +58,7 @@ impl Blender {
             lead,
             sum: vec![0.0; n],
             weight: vec![0.0; n],
+            weight_sq: vec![0.0; n],
             previous: None,
         }
     }
@@ -101,11 +103,33 @@ impl Blender {
                     if !v.is_nan() {
                         self.sum[l * out_plane + o] += w * f64::from(v);
                         self.weight[l * out_plane + o] += w;
+                        self.weight_sq[l * out_plane + o] += w * w;
                     }
                 }
             }
         }
         Ok(())
+    }
+
+    /// The blend of independent random samples (ensemble members) around `mean`, the blended
+    /// mean of the same tiles (`mean.len()` values, repeated over this blender's leading planes):
+    /// `mean + Σw(x − mean) / √Σw²`. A plain weighted average of independent samples shrinks
+    /// their dispersion where tiles overlap (by √Σw²/Σw, down to 1/√2 midway); this keeps it,
+    /// and equals [`Blender::finish`] where one tile covers the pixel.
+    pub fn finish_samples(self, mean: &[f32]) -> Vec<f32> {
+        self.sum
+            .iter()
+            .zip(self.weight.iter().zip(&self.weight_sq))
+            .zip(mean.iter().cycle())
+            .map(|((&s, (&w, &w2)), &m)| {
+                if w > 0.0 && !m.is_nan() {
+                    let m = f64::from(m);
+                    (m + (s - w * m) / w2.sqrt()) as f32
+                } else {
+                    f32::NAN
+                }
+            })
+            .collect()
     }
 
     /// The blended window, `[lead, y, x]`; NaN where no tile contributed a value.
@@ -115,5 +139,37 @@ impl Blender {
             .zip(&self.weight)
             .map(|(&s, &w)| if w > 0.0 { (s / w) as f32 } else { f32::NAN })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_keep_their_dispersion_where_tiles_overlap() -> Result<(), Box<dyn std::error::Error>>
+    {
+        // Two tiles side by side, overlapping in x 4..8; members +1 and −1 around a mean of 0.
+        let grid = TileGrid::new(8, 12, 8, 4)?;
+        let window = Window::new(0, 0, 8, 12);
+        let (a, b) = (grid.tile(0)?, grid.tile(1)?);
+        let n = (a.window.area()) as usize;
+        let mut plain = Blender::new(window, 1);
+        let mut samples = Blender::new(window, 1);
+        for (tile, v) in [(&a, 1.0_f32), (&b, -1.0)] {
+            plain.add(&grid, tile, &vec![v; n])?;
+            samples.add(&grid, tile, &vec![v; n])?;
+        }
+        let mean = vec![0.0_f32; 96];
+        let (plain, samples) = (plain.finish(), samples.finish_samples(&mean));
+        // Covered by one tile: both give the sample itself.
+        assert_eq!((samples[0], samples[11]), (1.0, -1.0));
+        assert_eq!((plain[0], plain[11]), (1.0, -1.0));
+        // In the overlap the plain average of opposite samples shrinks towards 0 faster:
+        // |Σw·x| / Σw ≤ |Σw·x| / √Σw².
+        for x in 4..8 {
+            assert!(samples[x].abs() >= plain[x].abs() - 1e-6, "x {x}");
+        }
+        Ok(())
     }
 }

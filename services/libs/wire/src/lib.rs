@@ -50,6 +50,20 @@ impl v1::JobSpec {
         Ok(tiling::ChunkGrid::new(h, w, self.chunk_y, self.chunk_x))
     }
 
+    /// Whether the output has a `spread` array: an ensemble mean of more than one member.
+    pub fn with_spread(&self) -> bool {
+        self.ensemble > 1 && self.member.is_none()
+    }
+
+    /// Members in the output's `members` array (0: no such array).
+    pub fn members_written(&self) -> u32 {
+        if self.members && self.with_spread() {
+            self.ensemble
+        } else {
+            0
+        }
+    }
+
     /// Product of the leading (band/time) dimensions.
     pub fn lead_len(&self) -> usize {
         let n = self.shape.len().saturating_sub(2);

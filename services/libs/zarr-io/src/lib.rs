@@ -21,7 +21,7 @@ mod zarr_store;
 
 pub use error::ZarrIoError;
 pub use location::{get_bytes, locations_overlap, open_store, put_bytes, StoreAndPrefix};
-pub use mosaic::{Mosaic, MosaicSpec, DATA_ARRAY, FILLED_ARRAY, SPREAD_ARRAY};
+pub use mosaic::{Mosaic, MosaicSpec, DATA_ARRAY, FILLED_ARRAY, MEMBERS_ARRAY, SPREAD_ARRAY};
 pub use ownership::{claim, owner, OWNER_KEY};
 pub use pad::reflect_pad;
 pub use scene::{Scene, TileData};

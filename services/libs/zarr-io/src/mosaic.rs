@@ -1,5 +1,5 @@
 //! Output mosaics: a Zarr v3 group with `data` (float32), `filled` (uint8) and optionally
-//! `spread` (float32), written chunk by chunk; the root `zarr.json` is written last, by
+//! `spread` and `members` (float32), written chunk by chunk; the root `zarr.json` is written last, by
 //! [`Mosaic::finalize`], so an unfinished output never opens as a complete group.
 
 use std::sync::Arc;
@@ -22,6 +22,8 @@ pub const DATA_ARRAY: &str = "data";
 pub const FILLED_ARRAY: &str = "filled";
 /// Name of the array holding the ensemble standard deviation.
 pub const SPREAD_ARRAY: &str = "spread";
+/// Name of the array holding every ensemble member, with a leading `member` dimension.
+pub const MEMBERS_ARRAY: &str = "members";
 /// Key of the root group metadata, written by [`Mosaic::finalize`].
 const GROUP_METADATA_KEY: &str = "zarr.json";
 /// zstd level for output chunks: fast, and still shrinks `filled` and NaN-heavy chunks well.
@@ -38,6 +40,8 @@ pub struct MosaicSpec {
     pub dimension_names: Vec<String>,
     /// Whether to create the `spread` array (ensembles of more than one member).
     pub with_spread: bool,
+    /// Members in the `members` array, `[member, lead..., y, x]`; 0 for no such array.
+    pub members: u32,
     /// Attributes of the `data` array (e.g. the input array's units).
     pub array_attributes: Map<String, Value>,
 }
@@ -49,6 +53,7 @@ pub struct Mosaic {
     data: Array<ZarrStore>,
     filled: Array<ZarrStore>,
     spread: Option<Array<ZarrStore>>,
+    members: Option<Array<ZarrStore>>,
     zarr: Arc<ZarrStore>,
     objects: Arc<dyn object_store::ObjectStore>,
 }
@@ -123,6 +128,27 @@ impl Mosaic {
         } else {
             None
         };
+        let members = if spec.members > 0 {
+            let mut layout = spec.clone();
+            layout.shape.insert(0, u64::from(spec.members));
+            layout.dimension_names.insert(0, "member".into());
+            let mut attrs = Map::new();
+            attrs.insert("long_name".into(), Value::from("ensemble member"));
+            Some(
+                ensure_array(
+                    url,
+                    &zarr,
+                    &layout,
+                    MEMBERS_ARRAY,
+                    data_type::float32(),
+                    f32::NAN,
+                    &attrs,
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
         tracing::debug!(%url, shape = ?spec.shape, chunk_yx = ?spec.chunk_yx, "mosaic arrays ready");
         Ok(Mosaic {
             url: url.to_owned(),
@@ -130,6 +156,7 @@ impl Mosaic {
             data,
             filled,
             spread,
+            members,
             zarr,
             objects: opened.objects,
         })
@@ -206,18 +233,47 @@ impl Mosaic {
             }
             (_, None) => None,
         };
-        let data_fut = self.store(&self.data, DATA_ARRAY, cy, cx, data, f32::NAN);
-        let filled_fut = self.store(&self.filled, FILLED_ARRAY, cy, cx, filled, 0u8);
+        let lead = self.lead_len();
+        let data_fut = self.store(&self.data, DATA_ARRAY, (cy, cx), data, f32::NAN, lead);
+        let filled_fut = self.store(&self.filled, FILLED_ARRAY, (cy, cx), filled, 0u8, lead);
         let spread_fut = async {
             match spread_target {
                 Some((array, values)) => {
-                    self.store(array, SPREAD_ARRAY, cy, cx, values, f32::NAN)
+                    self.store(array, SPREAD_ARRAY, (cy, cx), values, f32::NAN, lead)
                         .await
                 }
                 None => Ok(()),
             }
         };
         futures::try_join!(data_fut, filled_fut, spread_fut).map(|_| ())
+    }
+
+    /// Write one chunk-grid cell of the `members` array: `members × lead_len × h × w` values,
+    /// member-major, for the clipped [`Mosaic::chunk_window`].
+    ///
+    /// # Errors
+    /// [`ZarrIoError::InvalidSpec`] when the mosaic has no members array, plus the errors of
+    /// [`Mosaic::write_chunk`].
+    pub async fn write_members(&self, cy: u64, cx: u64, values: &[f32]) -> Result<(), ZarrIoError> {
+        let Some(array) = &self.members else {
+            return Err(ZarrIoError::InvalidSpec {
+                url: self.url.clone(),
+                reason: "members were given but the mosaic has no members array".into(),
+            });
+        };
+        let (rows, cols) = self.chunk_grid();
+        if cy >= rows || cx >= cols {
+            return Err(ZarrIoError::ChunkOutOfGrid {
+                url: self.url.clone(),
+                cy,
+                cx,
+                rows,
+                cols,
+            });
+        }
+        let planes = u64::from(self.spec.members) * self.lead_len();
+        self.store(array, MEMBERS_ARRAY, (cy, cx), values, f32::NAN, planes)
+            .await
     }
 
     /// Write the root group metadata with `group_attributes`, making the output a complete group.
@@ -282,18 +338,19 @@ impl Mosaic {
         (s[s.len() - 2], s[s.len() - 1])
     }
 
-    /// Pad a clipped chunk buffer to the full chunk shape zarrs stores, then store it.
+    /// Pad a clipped chunk buffer of `planes` (y, x) planes to the full chunk shape zarrs
+    /// stores, then store it (leading dimensions are never split, so their chunk index is 0).
     async fn store<T: Element + Copy + Send + Sync>(
         &self,
         array: &Array<ZarrStore>,
         name: &str,
-        cy: u64,
-        cx: u64,
+        (cy, cx): (u64, u64),
         values: &[T],
         fill: T,
+        planes: u64,
     ) -> Result<(), ZarrIoError> {
         let window = self.chunk_window(cy, cx);
-        let lead = to_usize(self.lead_len());
+        let lead = to_usize(planes);
         let (h, w) = (to_usize(window.height), to_usize(window.width));
         let (fh, fw) = (
             to_usize(self.spec.chunk_yx.0),
@@ -327,7 +384,7 @@ impl Mosaic {
             }
             full
         };
-        let mut indices = vec![0u64; self.spec.shape.len() - 2];
+        let mut indices = vec![0u64; array.shape().len() - 2];
         indices.extend([cy, cx]);
         array
             .async_store_chunk(&indices, full)

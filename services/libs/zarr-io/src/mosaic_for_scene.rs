@@ -11,6 +11,7 @@ impl MosaicSpec {
             chunk_yx,
             dimension_names: scene.dimension_names(),
             with_spread,
+            members: 0,
             array_attributes: scene.array_attributes(),
         }
     }

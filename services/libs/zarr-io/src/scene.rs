@@ -79,6 +79,25 @@ impl Scene {
         array: &str,
         mask_array: Option<&str>,
     ) -> Result<Scene, ZarrIoError> {
+        Self::open_ranked(url, array, mask_array, 2..=4).await
+    }
+
+    /// Open the `members` array of an output mosaic: `[member, lead..., y, x]`, rank 3 to 5
+    /// (see [`crate::MEMBERS_ARRAY`]); read it like a scene whose leading dimensions start with
+    /// the member.
+    ///
+    /// # Errors
+    /// As [`Scene::open`].
+    pub async fn open_members(url: &str) -> Result<Scene, ZarrIoError> {
+        Self::open_ranked(url, crate::MEMBERS_ARRAY, None, 3..=5).await
+    }
+
+    async fn open_ranked(
+        url: &str,
+        array: &str,
+        mask_array: Option<&str>,
+        ranks: std::ops::RangeInclusive<usize>,
+    ) -> Result<Scene, ZarrIoError> {
         let opened = open_zarr_store(url)?;
         let group =
             Group::async_open(opened.zarr.clone(), "/")
@@ -95,7 +114,7 @@ impl Scene {
         let group_attributes = group.attributes().clone();
         let data = open_array(&opened.zarr, url, array, Role::Data).await?;
         let shape = data.shape().to_vec();
-        if !(2..=4).contains(&shape.len()) {
+        if !ranks.contains(&shape.len()) {
             return Err(ZarrIoError::UnsupportedRank {
                 url: url.to_owned(),
                 array: array.to_owned(),

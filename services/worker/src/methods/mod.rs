@@ -6,13 +6,16 @@ use wire::v1::Method;
 use crate::job::JobContext;
 use crate::WorkerError;
 
-/// A tile's output: `[lead, tile window]` values and, for ensembles, their standard deviation.
-#[derive(Debug, Clone, PartialEq)]
+/// A tile's output: `[lead, tile window]` values and, for ensembles, their standard deviation
+/// and (when the job asks) the members.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct TileFill {
     /// Filled values (observed pixels unchanged).
     pub values: Vec<f32>,
     /// Ensemble spread, when the method has one.
     pub spread: Option<Vec<f32>>,
+    /// Every member, `[member, lead, tile window]`, when the job writes members.
+    pub members: Option<Vec<f32>>,
 }
 
 /// Computes the outputs of `tiles` (all of one job), in order.
@@ -27,7 +30,7 @@ pub async fn compute(job: &JobContext, tiles: &[Tile]) -> Result<Vec<TileFill>, 
                 let data = job.read(tile.index, tile.window).await?;
                 out.push(TileFill {
                     values: data.values,
-                    spread: None,
+                    ..TileFill::default()
                 });
             }
             Ok(out)
@@ -54,7 +57,7 @@ pub async fn compute(job: &JobContext, tiles: &[Tile]) -> Result<Vec<TileFill>, 
 async fn idw_tile(job: &JobContext, tile: &Tile) -> Result<TileFill, WorkerError> {
     Ok(TileFill {
         values: idw_with_context(job, tile).await?.filled,
-        spread: None,
+        ..TileFill::default()
     })
 }
 

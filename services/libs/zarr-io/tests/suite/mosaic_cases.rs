@@ -45,6 +45,7 @@ fn spec(shape: &[u64], with_spread: bool) -> MosaicSpec {
             .map(|s| (*s).to_owned())
             .collect(),
         with_spread,
+        members: 0,
         array_attributes: attrs,
     }
 }
