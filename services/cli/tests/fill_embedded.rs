@@ -150,13 +150,14 @@ fn output_opens_in_zarr_python_and_xarray_with_names_and_attributes() {
     assert!(out.status.success(), "interop check failed");
 }
 
-#[test]
-fn eval_scores_the_spread_like_properscoring() {
+/// Runs a Python reference script (it writes a prediction and a truth group and prints its
+/// scores) and `terrafill eval` on what it wrote; returns both JSON reports.
+fn reference_and_eval(script: &str) -> (serde_json::Value, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let pred = dir.path().join("pred.zarr").display().to_string();
     let truth = dir.path().join("truth.zarr").display().to_string();
     let out = std::process::Command::new(python())
-        .arg(root().join("tests/interop/crps_reference.py"))
+        .arg(root().join("tests/interop").join(script))
         .arg(&pred)
         .arg(&truth)
         .output()
@@ -173,57 +174,42 @@ fn eval_scores_the_spread_like_properscoring() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ours = &report["probabilistic"];
-    assert_eq!(ours["pixels"], reference["pixels"]);
-    for key in ["crps_gaussian", "spread_skill"] {
+    (reference, serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// Asserts `ours[key]` is within a relative `tolerance` of `reference[key]` for each key.
+fn close(ours: &serde_json::Value, reference: &serde_json::Value, keys: &[&str], tolerance: f64) {
+    for &key in keys {
         let (a, b) = (
             ours[key].as_f64().unwrap(),
             reference[key].as_f64().unwrap(),
         );
         assert!(
-            (a - b).abs() < 1e-5 * b.abs(),
-            "{key}: ours {a}, properscoring {b}"
+            (a - b).abs() < tolerance * b.abs(),
+            "{key}: ours {a}, reference {b}"
         );
     }
 }
 
 #[test]
+fn eval_scores_the_spread_like_properscoring() {
+    let (reference, report) = reference_and_eval("crps_reference.py");
+    let ours = &report["probabilistic"];
+    assert_eq!(ours["pixels"], reference["pixels"]);
+    close(ours, &reference, &["crps_gaussian", "spread_skill"], 1e-5);
+}
+
+#[test]
 fn eval_scores_members_like_properscoring() {
-    let dir = tempfile::tempdir().unwrap();
-    let pred = dir.path().join("pred.zarr").display().to_string();
-    let truth = dir.path().join("truth.zarr").display().to_string();
-    let out = std::process::Command::new(python())
-        .arg(root().join("tests/interop/ensemble_reference.py"))
-        .arg(&pred)
-        .arg(&truth)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "reference failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let reference: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let out = terrafill(&["eval", &pred, &truth]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (reference, report) = reference_and_eval("ensemble_reference.py");
     let ours = &report["ensemble"];
     for key in ["members", "pixels", "rank_histogram"] {
         assert_eq!(ours[key], reference[key], "{key}");
     }
-    for key in ["crps_ensemble", "crps_fair", "spread_skill"] {
-        let (a, b) = (
-            ours[key].as_f64().unwrap(),
-            reference[key].as_f64().unwrap(),
-        );
-        assert!(
-            (a - b).abs() < 1e-6 * b.abs(),
-            "{key}: ours {a}, reference {b}"
-        );
-    }
+    close(
+        ours,
+        &reference,
+        &["crps_ensemble", "crps_fair", "spread_skill"],
+        1e-6,
+    );
 }

@@ -236,6 +236,10 @@ impl Stitcher {
         let status = active.job.status(JobState::Failed, reason);
         active.job.save_status(&status).await?;
         self.metrics.jobs.with_label_values(&["failed"]).inc();
+        if self.jobs.is_empty() {
+            // Nothing left in progress: an idle stitcher is not a stalled one.
+            self.metrics.progress.set(1.0);
+        }
         self.announce(status).await;
         Ok(())
     }

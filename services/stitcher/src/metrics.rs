@@ -49,7 +49,7 @@ impl StitcherMetrics {
             )?,
             progress: Gauge::new(
                 "terrafill_stitcher_job_progress_ratio",
-                "Chunks written / chunks of the active job",
+                "Chunks written / chunks of the active job; 1 when no job is in progress",
             )?,
             chunk_seconds: Histogram::with_opts(
                 HistogramOpts::new("terrafill_stitcher_chunk_seconds", "Seconds per chunk")
@@ -60,6 +60,15 @@ impl StitcherMetrics {
                 "Undecodable events sent to the dead-letter queue",
             )?,
         };
+        // Every label value exists from the start at 0, so that `increase()` and `rate()` see a
+        // job's first failure (a series born at 1 has no increase) and ratios are never 0/0.
+        for outcome in ["done", "failed", "duplicate"] {
+            m.tile_results.with_label_values(&[outcome]);
+        }
+        for outcome in ["succeeded", "failed"] {
+            m.jobs.with_label_values(&[outcome]);
+        }
+        m.progress.set(1.0);
         registry.register(Box::new(m.chunks_written.clone()))?;
         registry.register(Box::new(m.bytes_written.clone()))?;
         registry.register(Box::new(m.tile_results.clone()))?;

@@ -46,6 +46,13 @@ impl WorkerMetrics {
                 "Undecodable tasks sent to the dead-letter queue",
             )?,
         };
+        // Every label pair exists from the start at 0 (see the stitcher's metrics): the alert
+        // ratios over `terrafill_worker_tiles_total` are then defined from the first tile on.
+        for method in ["identity", "idw", "diffusion", "unknown"] {
+            for outcome in ["done", "failed", "retried"] {
+                m.tiles.with_label_values(&[method, outcome]);
+            }
+        }
         registry.register(Box::new(m.tiles.clone()))?;
         registry.register(Box::new(m.stage_seconds.clone()))?;
         registry.register(Box::new(m.bytes_read.clone()))?;

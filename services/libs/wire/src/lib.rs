@@ -64,10 +64,15 @@ impl v1::JobSpec {
         }
     }
 
-    /// Product of the leading (band/time) dimensions.
+    /// Product of the leading (band/time) dimensions; `usize::MAX` for a shape whose product
+    /// overflows (no real scene has one: workers compare the shape with the input first).
     pub fn lead_len(&self) -> usize {
         let n = self.shape.len().saturating_sub(2);
-        self.shape[..n].iter().product::<u64>() as usize
+        self.shape[..n]
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d))
+            .and_then(|v| usize::try_from(v).ok())
+            .unwrap_or(usize::MAX)
     }
 
     fn plane(&self) -> Result<(u64, u64), WireError> {
