@@ -37,6 +37,16 @@ fn missing_input_and_not_a_zarr_are_named() {
     std::fs::write(plain.join("readme.txt"), "not zarr").unwrap();
     fails_with(&["fill", &plain.display().to_string(), &out], "not a Zarr");
     assert!(!complete(&out));
+    // A wrong or empty --array names the arrays that exist.
+    let scene = dir.path().join("scene.zarr").display().to_string();
+    write(&scene, &[1, 8, 8], (8, 8), &synthetic(&[1, 8, 8], 0.2, 1));
+    write_array(&scene, "mask", &[8, 8], (8, 8), &[0.0; 64]);
+    for array in ["nope", ""] {
+        fails_with(
+            &["fill", &scene, &out, "--array", array],
+            &format!("array `{array}` not found in Zarr group `{scene}`; it holds: data, mask"),
+        );
+    }
 }
 
 #[test]

@@ -47,8 +47,8 @@ pub struct TileOutput {
     /// spread calibration (see the crate's `calibrate` module), 0 on observed pixels.
     pub spread: Vec<f32>,
     /// The K members, member-major (`K × values.len()`): in gaps the ensemble mean plus each
-    /// sample's deviation from it times the same calibration, so that their standard deviation
-    /// is `spread` and their mean the ensemble mean; observed pixels copied.
+    /// sample's deviation from it times the same calibration (so that their standard deviation
+    /// is `spread`), clamped to the band's range in the training scene; observed pixels copied.
     pub members: Vec<f32>,
 }
 
@@ -415,6 +415,7 @@ impl FillModel {
             })
             .collect();
         let k = opts.ensemble;
+        let (min, max) = (&self.norm.min, &self.norm.max);
         for (members, group) in jobs.chunks_exact(k).zip(results.chunks_exact(k)) {
             let (ti, date) = (members[0].tile, members[0].date);
             let l = &layouts[ti];
@@ -444,7 +445,8 @@ impl FillModel {
                     out.spread[base + p] = (var.sqrt() * kappa) as f32;
                     let n = out.values.len();
                     for (m, v) in vals.iter().enumerate() {
-                        out.members[m * n + base + p] = (mean + kappa * (v - mean)) as f32;
+                        let member = (mean + kappa * (v - mean)).clamp(min[band], max[band]);
+                        out.members[m * n + base + p] = member as f32;
                     }
                 }
             }

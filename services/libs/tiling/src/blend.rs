@@ -46,6 +46,9 @@ pub struct Blender {
     sum: Vec<f64>,
     weight: Vec<f64>,
     weight_sq: Vec<f64>,
+    /// Smallest and largest contribution per value (for [`Blender::finish_samples`]).
+    lo: Vec<f32>,
+    hi: Vec<f32>,
     previous: Option<u64>,
 }
 
@@ -59,6 +62,8 @@ impl Blender {
             sum: vec![0.0; n],
             weight: vec![0.0; n],
             weight_sq: vec![0.0; n],
+            lo: vec![f32::INFINITY; n],
+            hi: vec![f32::NEG_INFINITY; n],
             previous: None,
         }
     }
@@ -104,6 +109,8 @@ impl Blender {
                         self.sum[l * out_plane + o] += w * f64::from(v);
                         self.weight[l * out_plane + o] += w;
                         self.weight_sq[l * out_plane + o] += w * w;
+                        let i = l * out_plane + o;
+                        (self.lo[i], self.hi[i]) = (self.lo[i].min(v), self.hi[i].max(v));
                     }
                 }
             }
@@ -115,16 +122,16 @@ impl Blender {
     /// mean of the same tiles (`mean.len()` values, repeated over this blender's leading planes):
     /// `mean + Σw(x − mean) / √Σw²`. A plain weighted average of independent samples shrinks
     /// their dispersion where tiles overlap (by √Σw²/Σw, down to 1/√2 midway); this keeps it,
-    /// and equals [`Blender::finish`] where one tile covers the pixel.
+    /// and equals [`Blender::finish`] where one tile covers the pixel. The result stays within
+    /// the range of the contributions, so a sample never leaves the values its tiles produced.
     pub fn finish_samples(self, mean: &[f32]) -> Vec<f32> {
-        self.sum
-            .iter()
-            .zip(self.weight.iter().zip(&self.weight_sq))
+        (0..self.sum.len())
             .zip(mean.iter().cycle())
-            .map(|((&s, (&w, &w2)), &m)| {
+            .map(|(i, &m)| {
+                let (s, w, w2) = (self.sum[i], self.weight[i], self.weight_sq[i]);
                 if w > 0.0 && !m.is_nan() {
                     let m = f64::from(m);
-                    (m + (s - w * m) / w2.sqrt()) as f32
+                    ((m + (s - w * m) / w2.sqrt()) as f32).clamp(self.lo[i], self.hi[i])
                 } else {
                     f32::NAN
                 }

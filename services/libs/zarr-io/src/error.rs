@@ -79,12 +79,17 @@ pub enum ZarrIoError {
     },
 
     /// The named array does not exist in the group.
-    #[error("array `{array}` not found in Zarr group `{url}`")]
+    #[error(
+        "array `{array}` not found in Zarr group `{url}`{}",
+        list_nodes(available)
+    )]
     ArrayNotFound {
         /// The group location.
         url: String,
         /// The array name.
         array: String,
+        /// The nodes the group does hold (empty when unknown).
+        available: Vec<String>,
     },
 
     /// The array metadata exists but is invalid or uses an unsupported feature.
@@ -336,6 +341,15 @@ impl ZarrIoError {
             Self::WriteMetadata { source, .. } => storage_retryable(source),
             _ => false,
         }
+    }
+}
+
+/// `; it holds: a, b` for a non-empty list of nodes.
+fn list_nodes(nodes: &[String]) -> String {
+    if nodes.is_empty() {
+        String::new()
+    } else {
+        format!("; it holds: {}", nodes.join(", "))
     }
 }
 

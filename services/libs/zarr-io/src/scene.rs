@@ -112,7 +112,18 @@ impl Scene {
                     },
                 })?;
         let group_attributes = group.attributes().clone();
-        let data = open_array(&opened.zarr, url, array, Role::Data).await?;
+        let data = open_array(&opened.zarr, url, array, Role::Data).await;
+        let data = match data {
+            Err(ZarrIoError::ArrayNotFound { url, array, .. }) => {
+                let available = child_nodes(&opened.objects).await;
+                return Err(ZarrIoError::ArrayNotFound {
+                    url,
+                    array,
+                    available,
+                });
+            }
+            other => other?,
+        };
         let shape = data.shape().to_vec();
         if !ranks.contains(&shape.len()) {
             return Err(ZarrIoError::UnsupportedRank {
@@ -390,6 +401,27 @@ enum Role {
     Mask,
 }
 
+/// The names of the group's child nodes (its first-level "directories"), for error messages;
+/// empty when they cannot be listed.
+async fn child_nodes(
+    objects: &object_store::prefix::PrefixStore<std::sync::Arc<dyn object_store::ObjectStore>>,
+) -> Vec<String> {
+    use object_store::ObjectStore;
+    match objects.list_with_delimiter(None).await {
+        Ok(listing) => {
+            let mut names: Vec<String> = listing
+                .common_prefixes
+                .iter()
+                .filter_map(|p| p.filename().map(str::to_owned))
+                .filter(|n| !n.starts_with('.'))
+                .collect();
+            names.sort();
+            names
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
 /// Open array `name` of the group and check that its data type converts to `f32` (and, for
 /// data, is not boolean: true/false are no measurements to interpolate).
 async fn open_array(
@@ -399,12 +431,21 @@ async fn open_array(
     role: Role,
 ) -> Result<Array<ZarrStore>, ZarrIoError> {
     let path = format!("/{}", name.trim_start_matches('/'));
+    if path == "/" {
+        // The group itself: name no array at all.
+        return Err(ZarrIoError::ArrayNotFound {
+            url: url.to_owned(),
+            array: name.to_owned(),
+            available: Vec::new(),
+        });
+    }
     let array = Array::async_open(store.clone(), &path)
         .await
         .map_err(|source| match source {
             ArrayCreateError::MissingMetadata => ZarrIoError::ArrayNotFound {
                 url: url.to_owned(),
                 array: name.to_owned(),
+                available: Vec::new(),
             },
             source => ZarrIoError::OpenArray {
                 url: url.to_owned(),
