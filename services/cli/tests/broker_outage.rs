@@ -174,10 +174,7 @@ fn services_ride_out_a_broker_outage_longer_than_the_reconnect_deadline() {
     );
     let grid = ["--tile", "64", "--overlap", "0", "--method", "idw"];
 
-    let mut args = vec!["fill".to_owned(), url("in.zarr"), url("ref.zarr")];
-    args.extend(grid.map(str::to_owned));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    assert!(terrafill(&args).status.success());
+    fill_ok(&url("in.zarr"), &url("ref.zarr"), &grid);
 
     let (worker_port, stitcher_port) = (free_port(), free_port());
     let (w_addr, s_addr) = (

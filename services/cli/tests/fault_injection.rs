@@ -65,10 +65,7 @@ fn seeded_kills_of_coordinator_stitcher_and_workers_change_no_byte() {
         &synthetic(&shape, 0.3, 17),
     );
     let grid = ["--tile", "32", "--overlap", "8"];
-    let mut args = vec!["fill".to_owned(), url("in.zarr"), url("ref.zarr")];
-    args.extend(grid.map(str::to_owned));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    assert!(terrafill(&args).status.success());
+    fill_ok(&url("in.zarr"), &url("ref.zarr"), &grid);
     let want = bits(&read(&url("ref.zarr"), "data"));
     let want_filled = read(&url("ref.zarr"), "filled");
 

@@ -38,10 +38,7 @@ fn only_jobs_signed_with_the_cluster_key_are_computed() {
         &synthetic(&shape, 0.3, 8),
     );
     let grid = ["--tile", "32", "--overlap", "0"];
-    let mut args = vec!["fill".to_owned(), url("in.zarr"), url("ref.zarr")];
-    args.extend(grid.map(str::to_owned));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    assert!(terrafill(&args).status.success());
+    fill_ok(&url("in.zarr"), &url("ref.zarr"), &grid);
 
     // Forgeries: a task of a job no coordinator planned, one signed with another key, and an
     // announcement of a made-up job.

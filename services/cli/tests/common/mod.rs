@@ -227,3 +227,15 @@ pub fn dead_letters(amqp: &str, dlq: &str) -> u64 {
         b.queue_depth(dlq).await.unwrap_or(0)
     })
 }
+
+/// Runs `terrafill fill INPUT OUTPUT EXTRA…` and asserts that it succeeded.
+pub fn fill_ok(input: &str, output: &str, extra: &[&str]) {
+    let mut args = vec!["fill", input, output];
+    args.extend(extra);
+    let out = terrafill(&args);
+    assert!(
+        out.status.success(),
+        "fill {input} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
