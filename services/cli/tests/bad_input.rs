@@ -35,7 +35,11 @@ fn missing_input_and_not_a_zarr_are_named() {
     let plain = dir.path().join("plain");
     std::fs::create_dir_all(&plain).unwrap();
     std::fs::write(plain.join("readme.txt"), "not zarr").unwrap();
-    fails_with(&["fill", &plain.display().to_string(), &out], "not a Zarr");
+    fails_with(
+        &["fill", &plain.display().to_string(), &out],
+        "is not a Zarr group (it holds objects, but no zarr.json or .zgroup)",
+    );
+    fails_with(&["fill", &missing, &out], "nothing is stored there");
     assert!(!complete(&out));
     // A wrong or empty --array names the arrays that exist.
     let scene = dir.path().join("scene.zarr").display().to_string();
@@ -409,4 +413,22 @@ fn an_output_owned_by_another_job_is_refused() {
         bits(&read(&url("race.zarr"), "data")),
         bits(&read(&url("clean.zarr"), "data"))
     );
+}
+
+#[test]
+fn a_missing_bucket_is_named_as_such() {
+    let bucket = format!("no-such-bucket-{}", std::process::id());
+    let input = s3_prefix("x").replacen(
+        &std::env::var("TERRAFILL_TEST_S3_BUCKET").unwrap(),
+        &bucket,
+        1,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.zarr").display().to_string();
+    let err = fails_with(&["fill", &format!("{input}/in.zarr"), &out], &bucket);
+    assert!(
+        err.contains("NoSuchBucket") || err.to_lowercase().contains("bucket does not exist"),
+        "{err}"
+    );
+    assert!(!err.contains("not a Zarr group"), "{err}");
 }

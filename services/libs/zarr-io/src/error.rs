@@ -62,10 +62,12 @@ pub enum ZarrIoError {
     },
 
     /// There is no Zarr group at the URL (no `zarr.json` / `.zgroup`).
-    #[error("`{url}` is not a Zarr group (no zarr.json or .zgroup found)")]
+    #[error("`{url}` is not a Zarr group ({})", if *empty { "nothing is stored there" } else { "it holds objects, but no zarr.json or .zgroup" })]
     NotAZarr {
         /// The location.
         url: String,
+        /// Whether nothing at all is stored under the location.
+        empty: bool,
     },
 
     /// The group metadata exists but cannot be read.
@@ -413,6 +415,7 @@ mod tests {
         assert!(!missing.is_retryable());
         let bad = ZarrIoError::NotAZarr {
             url: "memory://x".into(),
+            empty: true,
         };
         assert!(!bad.is_retryable());
         assert!(bad.to_string().contains("memory://x"));

@@ -99,18 +99,18 @@ impl Scene {
         ranks: std::ops::RangeInclusive<usize>,
     ) -> Result<Scene, ZarrIoError> {
         let opened = open_zarr_store(url)?;
-        let group =
-            Group::async_open(opened.zarr.clone(), "/")
-                .await
-                .map_err(|source| match source {
-                    GroupCreateError::MissingMetadata => ZarrIoError::NotAZarr {
-                        url: url.to_owned(),
-                    },
-                    source => ZarrIoError::OpenGroup {
-                        url: url.to_owned(),
-                        source: Box::new(source),
-                    },
-                })?;
+        let group = match Group::async_open(opened.zarr.clone(), "/").await {
+            Ok(group) => group,
+            Err(GroupCreateError::MissingMetadata) => {
+                return Err(not_a_group(url, &opened.objects).await);
+            }
+            Err(source) => {
+                return Err(ZarrIoError::OpenGroup {
+                    url: url.to_owned(),
+                    source: Box::new(source),
+                })
+            }
+        };
         let group_attributes = group.attributes().clone();
         let data = open_array(&opened.zarr, url, array, Role::Data).await;
         let data = match data {
@@ -399,6 +399,28 @@ impl Scene {
 enum Role {
     Data,
     Mask,
+}
+
+/// Why `url` holds no group metadata: the store's own error when it cannot even be listed (a
+/// missing bucket, refused credentials), else whether anything is stored there at all.
+async fn not_a_group(
+    url: &str,
+    objects: &object_store::prefix::PrefixStore<std::sync::Arc<dyn object_store::ObjectStore>>,
+) -> ZarrIoError {
+    use object_store::ObjectStore;
+    match objects.list_with_delimiter(None).await {
+        Ok(listing) => ZarrIoError::NotAZarr {
+            url: url.to_owned(),
+            empty: listing.objects.is_empty() && listing.common_prefixes.is_empty(),
+        },
+        Err(object_store::Error::NotFound { .. }) => ZarrIoError::NotAZarr {
+            url: url.to_owned(),
+            empty: true,
+        },
+        Err(source) => {
+            crate::location::store_error(url, &object_store::path::Path::default(), "list", source)
+        }
+    }
 }
 
 /// The names of the group's child nodes (its first-level "directories"), for error messages;
