@@ -2,7 +2,8 @@
 //! their coordinator signed. A forged task (a made-up job pointing at a real input and at a
 //! staging location of the forger's choice), a task signed with another cluster's key and a
 //! forged job announcement are dead-lettered or ignored without reading or writing anything,
-//! while a signed job runs to the embedded run's mosaic.
+//! and a forged "tile failed" for a running job is ignored, while the signed job runs to the
+//! embedded run's mosaic.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -10,7 +11,9 @@ mod common;
 use std::process::Stdio;
 
 use common::*;
-use wire::v1::{stitch_event, JobSpec, JobStarted, Method, StitchEvent, TileTask};
+use wire::v1::{
+    stitch_event, JobSpec, JobStarted, Method, StitchEvent, TileOutcome, TileResult, TileTask,
+};
 
 const KEY: &str = "terrafill-test-cluster-key-0123";
 const OTHER_KEY: &str = "some-other-cluster-key-4567";
@@ -30,7 +33,7 @@ fn only_jobs_signed_with_the_cluster_key_are_computed() {
     let amqp = amqp_url();
     let dir = tempfile::tempdir().unwrap();
     let url = |name: &str| dir.path().join(name).display().to_string();
-    let shape = [1u64, 96, 96];
+    let shape = [1u64, 480, 480];
     write(
         &url("in.zarr"),
         &shape,
@@ -90,13 +93,42 @@ fn only_jobs_signed_with_the_cluster_key_are_computed() {
     }
     let output = url("out.zarr");
     let input = url("in.zarr");
-    let mut args = vec!["submit", &input, &output, "--broker", &amqp];
+    let job = format!("signed-{}", std::process::id());
+    let mut args = vec![
+        "submit", &input, &output, "--broker", &amqp, "--job-id", &job,
+    ];
     args.extend(grid);
-    let out = bin()
+    let submit = bin()
         .args(&args)
         .env(wire::JOB_KEY_ENV, KEY)
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    // Mid-job, a forged "tile failed" for the real job: without signed results it would fail
+    // the job.
+    let staging = format!("{output}.staging");
+    let started = std::time::Instant::now();
+    while staged_tiles(&staging, &job) < 5 {
+        assert!(started.elapsed().as_secs() < 120, "no progress");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let forged_failure = StitchEvent {
+        event: Some(stitch_event::Event::Tile(TileResult {
+            job_id: job.clone(),
+            tile_index: 3,
+            outcome: TileOutcome::Failed as i32,
+            error: "forged".into(),
+            staging_url: staging.clone(),
+            signature: Vec::new(),
+        })),
+    };
+    publish(
+        &amqp,
+        wire::STITCH_QUEUE,
+        wire::encode(&forged_failure).to_vec(),
+    );
+    let out = submit.wait_with_output().unwrap();
     assert!(
         out.status.success(),
         "signed job failed: {}",

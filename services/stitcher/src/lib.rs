@@ -142,6 +142,11 @@ impl Stitcher {
                 self.progress(&spec.job_id, Vec::new()).await
             }
             Event::Tile(result) => {
+                if let Err(source) = wire::trust::verify_result(self.key.as_ref(), &result) {
+                    tracing::warn!(error = %source, tile = result.tile_index, "ignoring an untrusted tile result");
+                    self.metrics.dead_lettered.inc();
+                    return Ok(());
+                }
                 if !self
                     .ensure_loaded(&result.staging_url, &result.job_id)
                     .await?

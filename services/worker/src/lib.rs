@@ -88,7 +88,11 @@ pub async fn run(
                 _ => break,
             }
         }
-        handle_batch(deliveries, cfg, &broker, &mut jobs, &device, &metrics).await;
+        let results = Results {
+            broker: &broker,
+            key: cfg.job_key.as_ref(),
+        };
+        handle_batch(deliveries, &results, &mut jobs, &device, &metrics).await;
     }
     health.set_ready(false);
     Ok(())
@@ -101,15 +105,14 @@ struct Task {
 
 async fn handle_batch(
     deliveries: Vec<Delivery>,
-    cfg: &WorkerConfig,
-    broker: &Arc<dyn Broker>,
+    results: &Results<'_>,
     jobs: &mut JobCache,
     device: &model::DeviceSpec,
     metrics: &WorkerMetrics,
 ) {
     let mut groups: Vec<Vec<Task>> = Vec::new();
     for delivery in deliveries {
-        match decode_task(&delivery, cfg.job_key.as_ref()) {
+        match decode_task(&delivery, results.key) {
             Ok(task) => {
                 let job = task.job.as_ref().map(|j| j.job_id.clone());
                 let same =
@@ -129,7 +132,7 @@ async fn handle_batch(
         }
     }
     for group in groups {
-        handle_job_tasks(group, broker, jobs, device, metrics).await;
+        handle_job_tasks(group, results, jobs, device, metrics).await;
     }
 }
 
@@ -152,7 +155,7 @@ fn decode_task(
 
 async fn handle_job_tasks(
     group: Vec<Task>,
-    broker: &Arc<dyn Broker>,
+    results: &Results<'_>,
     jobs: &mut JobCache,
     device: &model::DeviceSpec,
     metrics: &WorkerMetrics,
@@ -164,7 +167,7 @@ async fn handle_job_tasks(
         Ok(job) => job,
         Err(error) => {
             for t in group {
-                settle_failure(t, &spec.staging_url, &error, broker, metrics, "unknown").await;
+                settle_failure(t, &spec.staging_url, &error, results, metrics, "unknown").await;
             }
             return;
         }
@@ -209,7 +212,7 @@ async fn handle_job_tasks(
             for (t, staged) in group.into_iter().zip(staged) {
                 let index = t.task.tile_index;
                 let finished = match staged {
-                    Ok(()) => publish_done(&job, index, broker, metrics).await,
+                    Ok(()) => publish_done(&job, index, results, metrics).await,
                     Err(error) => Err(error),
                 };
                 match finished {
@@ -223,14 +226,15 @@ async fn handle_job_tasks(
                         }
                     }
                     Err(error) => {
-                        settle_failure(t, &spec.staging_url, &error, broker, metrics, &method).await
+                        settle_failure(t, &spec.staging_url, &error, results, metrics, &method)
+                            .await
                     }
                 }
             }
         }
         Err(error) => {
             for t in group {
-                settle_failure(t, &spec.staging_url, &error, broker, metrics, &method).await;
+                settle_failure(t, &spec.staging_url, &error, results, metrics, &method).await;
             }
         }
     }
@@ -287,7 +291,7 @@ async fn stage_tile(
 async fn publish_done(
     job: &JobContext,
     index: u64,
-    broker: &Arc<dyn Broker>,
+    results: &Results<'_>,
     metrics: &WorkerMetrics,
 ) -> Result<(), WorkerError> {
     let result = TileResult {
@@ -296,12 +300,13 @@ async fn publish_done(
         outcome: TileOutcome::Done as i32,
         error: String::new(),
         staging_url: job.spec.staging_url.clone(),
+        signature: Vec::new(),
     };
     let timer = metrics
         .stage_seconds
         .with_label_values(&["publish"])
         .start_timer();
-    publish_result(broker, result).await?;
+    results.publish(result).await?;
     timer.observe_duration();
     Ok(())
 }
@@ -312,7 +317,7 @@ async fn settle_failure(
     t: Task,
     staging_url: &str,
     error: &WorkerError,
-    broker: &Arc<dyn Broker>,
+    results: &Results<'_>,
     metrics: &WorkerMetrics,
     method: &str,
 ) {
@@ -340,8 +345,9 @@ async fn settle_failure(
         outcome: TileOutcome::Failed as i32,
         error: error.to_string(),
         staging_url: staging_url.to_owned(),
+        signature: Vec::new(),
     };
-    match publish_result(broker, result).await {
+    match results.publish(result).await {
         Ok(()) => {
             if let Err(error) = t.delivery.ack().await {
                 tracing::warn!(%error, "ack failed");
@@ -354,15 +360,25 @@ async fn settle_failure(
     }
 }
 
-async fn publish_result(broker: &Arc<dyn Broker>, result: TileResult) -> Result<(), WorkerError> {
-    let job = result.job_id.clone();
-    let event = StitchEvent {
-        event: Some(stitch_event::Event::Tile(result)),
-    };
-    let msg = Message {
-        body: wire::encode(&event),
-        headers: wire::headers(wire::types::STITCH_EVENT, &job),
-    };
-    broker.publish(wire::STITCH_QUEUE, msg).await?;
-    Ok(())
+/// Where tile results go: the stitcher's queue, signed with the cluster's job key if any.
+struct Results<'a> {
+    broker: &'a Arc<dyn Broker>,
+    key: Option<&'a wire::JobKey>,
+}
+
+impl Results<'_> {
+    /// Publishes a tile result, signed with the job key when there is one.
+    async fn publish(&self, mut result: TileResult) -> Result<(), WorkerError> {
+        result.signature = wire::trust::sign_result(self.key, &result);
+        let job = result.job_id.clone();
+        let event = StitchEvent {
+            event: Some(stitch_event::Event::Tile(result)),
+        };
+        let msg = Message {
+            body: wire::encode(&event),
+            headers: wire::headers(wire::types::STITCH_EVENT, &job),
+        };
+        self.broker.publish(wire::STITCH_QUEUE, msg).await?;
+        Ok(())
+    }
 }

@@ -49,8 +49,12 @@ pub enum WireError {
         reason: String,
     },
     /// A job spec not signed with this cluster's job key (forged, or from another cluster).
-    #[error("job {job} is not signed with this cluster's job key ({reason}); refusing it")]
+    #[error(
+        "{what} of job {job} is not signed with this cluster's job key ({reason}); refusing it"
+    )]
     Untrusted {
+        /// What was checked: the job's spec or a tile result.
+        what: &'static str,
         /// Job id as given.
         job: String,
         /// Missing or wrong signature.

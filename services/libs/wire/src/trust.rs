@@ -3,7 +3,8 @@
 //! the cluster anywhere its storage credentials reach. With a job key (a secret shared by the
 //! cluster's coordinators, workers and stitchers), coordinators sign every spec they publish or
 //! stage (HMAC-SHA256 over its encoding), and workers and stitchers refuse specs without a valid
-//! signature. Without a key, every spec is accepted (the broker's own access control is then the
+//! signature. Workers sign their tile results the same way, so a stitcher with a key acts on no
+//! forged "tile done" or "tile failed". Without a key, every spec is accepted (the broker's own access control is then the
 //! only guard; services say so at start).
 
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use hmac::{Hmac, Mac};
 use prost::Message;
 use sha2::Sha256;
 
-use crate::v1::JobSpec;
+use crate::v1::{JobSpec, TileResult};
 use crate::WireError;
 
 /// Environment variable holding the cluster's job key.
@@ -61,16 +62,76 @@ impl JobKey {
     /// The signature of `spec`.
     #[must_use]
     pub fn sign(&self, spec: &JobSpec) -> Vec<u8> {
-        self.mac(spec).finalize().into_bytes().to_vec()
+        self.mac(&spec.encode_to_vec())
+            .finalize()
+            .into_bytes()
+            .to_vec()
     }
 
-    fn mac(&self, spec: &JobSpec) -> Hmac<Sha256> {
+    fn mac(&self, message: &[u8]) -> Hmac<Sha256> {
         // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
             .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
-        mac.update(&spec.encode_to_vec());
+        mac.update(message);
         mac
     }
+}
+
+/// The bytes a tile result's signature covers: the result with its signature field empty.
+fn result_message(result: &TileResult) -> Vec<u8> {
+    TileResult {
+        signature: Vec::new(),
+        ..result.clone()
+    }
+    .encode_to_vec()
+}
+
+/// Signs a worker's tile result with `key`; empty without a key.
+#[must_use]
+pub fn sign_result(key: Option<&JobKey>, result: &TileResult) -> Vec<u8> {
+    key.map(|k| {
+        k.mac(&result_message(result))
+            .finalize()
+            .into_bytes()
+            .to_vec()
+    })
+    .unwrap_or_default()
+}
+
+/// Accepts `result` when there is no key, or when it carries `key`'s signature of it.
+///
+/// # Errors
+/// [`WireError::Untrusted`] naming the result's job.
+pub fn verify_result(key: Option<&JobKey>, result: &TileResult) -> Result<(), WireError> {
+    let message = result_message(result);
+    check(
+        key,
+        ("a tile result", &result.job_id),
+        &message,
+        &result.signature,
+    )
+}
+
+fn check(
+    key: Option<&JobKey>,
+    (what, job): (&'static str, &str),
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), WireError> {
+    let Some(key) = key else {
+        return Ok(());
+    };
+    let untrusted = |reason| WireError::Untrusted {
+        what,
+        job: job.chars().take(64).collect(),
+        reason,
+    };
+    if signature.is_empty() {
+        return Err(untrusted("it carries no signature"));
+    }
+    key.mac(message)
+        .verify_slice(signature)
+        .map_err(|_| untrusted("its signature does not match"))
 }
 
 /// Signs `spec` with `key`; empty without a key.
@@ -85,19 +146,12 @@ pub fn sign(key: Option<&JobKey>, spec: &JobSpec) -> Vec<u8> {
 /// # Errors
 /// [`WireError::Untrusted`] naming the job.
 pub fn verify(key: Option<&JobKey>, spec: &JobSpec, signature: &[u8]) -> Result<(), WireError> {
-    let Some(key) = key else {
-        return Ok(());
-    };
-    let untrusted = |reason| WireError::Untrusted {
-        job: spec.job_id.chars().take(64).collect(),
-        reason,
-    };
-    if signature.is_empty() {
-        return Err(untrusted("it carries no signature"));
-    }
-    key.mac(spec)
-        .verify_slice(signature)
-        .map_err(|_| untrusted("its signature does not match"))
+    check(
+        key,
+        ("the spec", &spec.job_id),
+        &spec.encode_to_vec(),
+        signature,
+    )
 }
 
 #[cfg(test)]
@@ -123,6 +177,17 @@ mod tests {
         let err = verify(Some(&key), &moved, &signature).err();
         assert!(err.is_some_and(|e| e.to_string().contains("job-1")));
         assert!(JobKey::new(b"short").is_err());
+        let mut result = TileResult {
+            job_id: "job-1".into(),
+            tile_index: 4,
+            outcome: 2,
+            ..TileResult::default()
+        };
+        result.signature = sign_result(Some(&key), &result);
+        verify_result(Some(&key), &result)?;
+        assert!(verify_result(Some(&other), &result).is_err());
+        result.tile_index = 5;
+        assert!(verify_result(Some(&key), &result).is_err());
         assert_eq!(format!("{key:?}"), "JobKey(***)");
         Ok(())
     }

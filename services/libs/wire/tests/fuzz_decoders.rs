@@ -67,6 +67,7 @@ fn seeds() -> Vec<Vec<u8>> {
             outcome: 1,
             error: String::new(),
             staging_url: "s3://b/s".into(),
+            signature: vec![2; 32],
         })),
     };
     let started = StitchEvent {
@@ -154,6 +155,8 @@ fn exercise(bytes: &[u8]) {
             Some(stitch_event::Event::Tile(t)) => {
                 let _ = wire::JobId::parse(&t.job_id);
                 let _ = t.outcome();
+                let key = wire::JobKey::new(b"a fuzzing key of some length").ok();
+                let _ = wire::trust::verify_result(key.as_ref(), &t);
             }
             None => {}
         }
