@@ -149,15 +149,6 @@ fn readyz(port: u16) -> Option<u16> {
     response.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !ok() {
-        assert!(started.elapsed() < limit, "{what} not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    started.elapsed()
-}
-
 #[test]
 fn services_ride_out_a_broker_outage_longer_than_the_reconnect_deadline() {
     let mut node = Node::new();

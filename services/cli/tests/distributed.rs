@@ -8,7 +8,6 @@
 mod common;
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -111,18 +110,7 @@ fn distributed_run_equals_embedded_and_survives_killed_worker_and_stitcher() {
         .spawn()
         .unwrap();
     let staging = format!("{output}.staging");
-    let started = Instant::now();
-    while staged_tiles(&staging, &job) < 40 {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "no progress before the kill"
-        );
-        assert!(
-            submit.try_wait().unwrap().is_none(),
-            "job ended before the worker could be killed"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_staged(&staging, &job, 40, &mut submit);
     for i in [victim, stitcher] {
         fleet.0[i].kill().unwrap();
         fleet.0[i].wait().unwrap();

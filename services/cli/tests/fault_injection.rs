@@ -84,18 +84,7 @@ fn seeded_kills_of_coordinator_stitcher_and_workers_change_no_byte() {
         submit_args.extend(grid);
         let mut submit = spawn_submit(&submit_args);
         let staging = format!("{output}.staging");
-        let started = Instant::now();
-        while staged_tiles(&staging, &job) < kill_at {
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "run {run}: no progress"
-            );
-            assert!(
-                submit.try_wait().unwrap().is_none(),
-                "run {run}: ended before the kill"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_staged(&staging, &job, kill_at, &mut submit);
         match victim {
             "coordinator" => {
                 submit.kill().unwrap();

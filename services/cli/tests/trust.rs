@@ -98,7 +98,7 @@ fn only_jobs_signed_with_the_cluster_key_are_computed() {
         "submit", &input, &output, "--broker", &amqp, "--job-id", &job,
     ];
     args.extend(grid);
-    let submit = bin()
+    let mut submit = bin()
         .args(&args)
         .env(wire::JOB_KEY_ENV, KEY)
         .stdout(Stdio::null())
@@ -108,11 +108,7 @@ fn only_jobs_signed_with_the_cluster_key_are_computed() {
     // Mid-job, a forged "tile failed" for the real job: without signed results it would fail
     // the job.
     let staging = format!("{output}.staging");
-    let started = std::time::Instant::now();
-    while staged_tiles(&staging, &job) < 5 {
-        assert!(started.elapsed().as_secs() < 120, "no progress");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_for_staged(&staging, &job, 5, &mut submit);
     let forged_failure = StitchEvent {
         event: Some(stitch_event::Event::Tile(TileResult {
             job_id: job.clone(),

@@ -265,7 +265,7 @@ impl StitchJob {
         if !tiles.is_empty() {
             let mut blend = Blender::new(window, lead);
             let mut spread_blend = ensemble.then(|| Blender::new(window, lead));
-            let mut members_blend = (k > 0).then(|| Blender::new(window, k * lead));
+            let mut members_blend = (k > 0).then(|| Blender::for_samples(window, k * lead));
             for t in tiles {
                 let tile = self.grid.tile(t).map_err(|e| StitcherError::Inconsistent {
                     job: self.id.to_string(),

@@ -93,6 +93,7 @@ pub(crate) async fn compute(
         },
         ensemble: job.spec.ensemble.max(1) as usize,
         member: job.spec.member.map(|m| m as usize),
+        keep_members: job.spec.members,
     };
     let per_tile = job.on_cpu;
     let outputs = tokio::task::spawn_blocking(move || {
@@ -118,9 +119,8 @@ pub(crate) async fn compute(
             TileFill {
                 values: padded.crop(&out.values, lead, &inner),
                 spread: with_spread.then(|| padded.crop(&out.spread, lead, &inner)),
-                members: job
-                    .spec
-                    .members
+                members: opts
+                    .keep_members
                     .then(|| padded.crop(&out.members, opts.ensemble * lead, &inner)),
             }
         })

@@ -75,6 +75,10 @@ pub async fn run(
     health.set_ready(true);
     let mut jobs = JobCache::default();
     let linger = Duration::from_millis(cfg.linger_ms);
+    let results = Results {
+        broker: &broker,
+        key: cfg.job_key.as_ref(),
+    };
     loop {
         let first = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -88,10 +92,6 @@ pub async fn run(
                 _ => break,
             }
         }
-        let results = Results {
-            broker: &broker,
-            key: cfg.job_key.as_ref(),
-        };
         handle_batch(deliveries, &results, &mut jobs, &device, &metrics).await;
     }
     health.set_ready(false);

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 use zarr_io::{MosaicSpec, Scene, Window};
@@ -237,5 +238,32 @@ pub fn fill_ok(input: &str, output: &str, extra: &[&str]) {
         out.status.success(),
         "fill {input} failed: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Polls `ok` every 20 ms until it holds, failing the test after `limit`; returns the time it
+/// took.
+pub fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !ok() {
+        assert!(started.elapsed() < limit, "{what} not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    started.elapsed()
+}
+
+/// Waits until `job` has `n` tiles staged under `staging`, asserting that `submit` is still
+/// running meanwhile (a job that ends first leaves nothing to interrupt).
+pub fn wait_for_staged(staging: &str, job: &str, n: usize, submit: &mut Child) {
+    wait_for(
+        &format!("{n} staged tiles of {job}"),
+        Duration::from_secs(120),
+        || {
+            assert!(
+                submit.try_wait().unwrap().is_none(),
+                "job {job} ended before {n} tiles were staged"
+            );
+            staged_tiles(staging, job) >= n
+        },
     );
 }

@@ -46,7 +46,8 @@ pub struct TileOutput {
     /// Standard deviation over members (K−1 denominator; 0 when K = 1) times the checkpoint's
     /// spread calibration (see the crate's `calibrate` module), 0 on observed pixels.
     pub spread: Vec<f32>,
-    /// The K members, member-major (`K × values.len()`): in gaps the ensemble mean plus each
+    /// With [`SampleOptions::keep_members`] (else empty), the K members, member-major
+    /// (`K × values.len()`): in gaps the ensemble mean plus each
     /// sample's deviation from it times the same calibration (so that their standard deviation
     /// is `spread`), clamped to the band's range in the training scene; observed pixels copied.
     pub members: Vec<f32>,
@@ -411,7 +412,11 @@ impl FillModel {
             .map(|t| TileOutput {
                 values: t.values.clone(),
                 spread: vec![0.0; t.values.len()],
-                members: t.values.repeat(opts.ensemble),
+                members: if opts.keep_members {
+                    t.values.repeat(opts.ensemble)
+                } else {
+                    Vec::new()
+                },
             })
             .collect();
         let k = opts.ensemble;
@@ -443,10 +448,12 @@ impl FillModel {
                     let kappa = self.meta.spread_scale[band];
                     out.values[base + p] = opts.member.map_or(mean, |m| vals[m]) as f32;
                     out.spread[base + p] = (var.sqrt() * kappa) as f32;
-                    let n = out.values.len();
-                    for (m, v) in vals.iter().enumerate() {
-                        let member = (mean + kappa * (v - mean)).clamp(min[band], max[band]);
-                        out.members[m * n + base + p] = member as f32;
+                    if opts.keep_members {
+                        let n = out.values.len();
+                        for (m, v) in vals.iter().enumerate() {
+                            let member = (mean + kappa * (v - mean)).clamp(min[band], max[band]);
+                            out.members[m * n + base + p] = member as f32;
+                        }
                     }
                 }
             }

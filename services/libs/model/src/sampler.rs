@@ -40,6 +40,8 @@ pub struct SampleOptions {
     pub ensemble: usize,
     /// Return this member (< `ensemble`) instead of the ensemble mean; spread still covers all K.
     pub member: Option<usize>,
+    /// Also return every member ([`crate::TileOutput::members`]).
+    pub keep_members: bool,
 }
 
 impl Default for SampleOptions {
@@ -52,6 +54,7 @@ impl Default for SampleOptions {
             },
             ensemble: 1,
             member: None,
+            keep_members: false,
         }
     }
 }

@@ -86,6 +86,7 @@ fn fill_is_bit_identical_for_a_seed_and_keeps_observed_pixels() -> anyhow::Resul
         sampler: Sampler::Ddim { steps: 8, eta: 1.0 },
         ensemble: 3,
         member: None,
+        keep_members: false,
     };
     let tiles = [tile_with_gap(5), tile_with_gap(6)];
     let a = model.fill(&tiles, &opts)?;
@@ -144,6 +145,7 @@ fn fill_is_bit_identical_for_a_seed_and_keeps_observed_pixels() -> anyhow::Resul
             sampler: Sampler::Ddpm,
             ensemble: 2,
             member: None,
+            keep_members: false,
         },
     )?;
     assert_eq!(out[0].values, clean.values);

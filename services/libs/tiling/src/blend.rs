@@ -45,11 +45,18 @@ pub struct Blender {
     lead: usize,
     sum: Vec<f64>,
     weight: Vec<f64>,
+    /// Only for [`Blender::for_samples`].
+    samples: Option<SampleStats>,
+    previous: Option<u64>,
+}
+
+/// What [`Blender::finish_samples`] needs besides Σw·x and Σw: Σw² and the range of the
+/// contributions, per value.
+#[derive(Debug)]
+struct SampleStats {
     weight_sq: Vec<f64>,
-    /// Smallest and largest contribution per value (for [`Blender::finish_samples`]).
     lo: Vec<f32>,
     hi: Vec<f32>,
-    previous: Option<u64>,
 }
 
 impl Blender {
@@ -61,10 +68,22 @@ impl Blender {
             lead,
             sum: vec![0.0; n],
             weight: vec![0.0; n],
-            weight_sq: vec![0.0; n],
-            lo: vec![f32::INFINITY; n],
-            hi: vec![f32::NEG_INFINITY; n],
+            samples: None,
             previous: None,
+        }
+    }
+
+    /// An accumulator for independent random samples (ensemble members), finished with
+    /// [`Blender::finish_samples`].
+    pub fn for_samples(window: Window, lead: usize) -> Self {
+        let n = lead * window.area() as usize;
+        Self {
+            samples: Some(SampleStats {
+                weight_sq: vec![0.0; n],
+                lo: vec![f32::INFINITY; n],
+                hi: vec![f32::NEG_INFINITY; n],
+            }),
+            ..Self::new(window, lead)
         }
     }
 
@@ -106,11 +125,13 @@ impl Blender {
                 for l in 0..self.lead {
                     let v = values[l * tile_plane + t];
                     if !v.is_nan() {
-                        self.sum[l * out_plane + o] += w * f64::from(v);
-                        self.weight[l * out_plane + o] += w;
-                        self.weight_sq[l * out_plane + o] += w * w;
                         let i = l * out_plane + o;
-                        (self.lo[i], self.hi[i]) = (self.lo[i].min(v), self.hi[i].max(v));
+                        self.sum[i] += w * f64::from(v);
+                        self.weight[i] += w;
+                        if let Some(st) = self.samples.as_mut() {
+                            st.weight_sq[i] += w * w;
+                            (st.lo[i], st.hi[i]) = (st.lo[i].min(v), st.hi[i].max(v));
+                        }
                     }
                 }
             }
@@ -124,14 +145,18 @@ impl Blender {
     /// their dispersion where tiles overlap (by √Σw²/Σw, down to 1/√2 midway); this keeps it,
     /// and equals [`Blender::finish`] where one tile covers the pixel. The result stays within
     /// the range of the contributions, so a sample never leaves the values its tiles produced.
+    /// A blender not made by [`Blender::for_samples`] gives [`Blender::finish`].
     pub fn finish_samples(self, mean: &[f32]) -> Vec<f32> {
+        let Some(st) = &self.samples else {
+            return self.finish();
+        };
         (0..self.sum.len())
             .zip(mean.iter().cycle())
             .map(|(i, &m)| {
-                let (s, w, w2) = (self.sum[i], self.weight[i], self.weight_sq[i]);
+                let (s, w, w2) = (self.sum[i], self.weight[i], st.weight_sq[i]);
                 if w > 0.0 && !m.is_nan() {
                     let m = f64::from(m);
-                    ((m + (s - w * m) / w2.sqrt()) as f32).clamp(self.lo[i], self.hi[i])
+                    ((m + (s - w * m) / w2.sqrt()) as f32).clamp(st.lo[i], st.hi[i])
                 } else {
                     f32::NAN
                 }
@@ -162,7 +187,7 @@ mod tests {
         let (a, b) = (grid.tile(0)?, grid.tile(1)?);
         let n = (a.window.area()) as usize;
         let mut plain = Blender::new(window, 1);
-        let mut samples = Blender::new(window, 1);
+        let mut samples = Blender::for_samples(window, 1);
         for (tile, v) in [(&a, 1.0_f32), (&b, -1.0)] {
             plain.add(&grid, tile, &vec![v; n])?;
             samples.add(&grid, tile, &vec![v; n])?;

@@ -86,11 +86,6 @@ impl Mosaic {
         let mut filled_attrs = Map::new();
         filled_attrs.insert("flag_values".into(), Value::from(vec![0, 1]));
         filled_attrs.insert("flag_meanings".into(), Value::from("observed filled"));
-        let mut spread_attrs = Map::new();
-        spread_attrs.insert(
-            "long_name".into(),
-            Value::from("ensemble standard deviation"),
-        );
 
         let data = ensure_array(
             url,
@@ -113,18 +108,8 @@ impl Mosaic {
         )
         .await?;
         let spread = if spec.with_spread {
-            Some(
-                ensure_array(
-                    url,
-                    &zarr,
-                    spec,
-                    SPREAD_ARRAY,
-                    data_type::float32(),
-                    f32::NAN,
-                    &spread_attrs,
-                )
-                .await?,
-            )
+            let long_name = "ensemble standard deviation";
+            Some(float_array(url, &zarr, spec, SPREAD_ARRAY, long_name).await?)
         } else {
             None
         };
@@ -132,20 +117,8 @@ impl Mosaic {
             let mut layout = spec.clone();
             layout.shape.insert(0, u64::from(spec.members));
             layout.dimension_names.insert(0, "member".into());
-            let mut attrs = Map::new();
-            attrs.insert("long_name".into(), Value::from("ensemble member"));
-            Some(
-                ensure_array(
-                    url,
-                    &zarr,
-                    &layout,
-                    MEMBERS_ARRAY,
-                    data_type::float32(),
-                    f32::NAN,
-                    &attrs,
-                )
-                .await?,
-            )
+            let long_name = "ensemble member";
+            Some(float_array(url, &zarr, &layout, MEMBERS_ARRAY, long_name).await?)
         } else {
             None
         };
@@ -213,16 +186,7 @@ impl Mosaic {
         filled: &[u8],
         spread: Option<&[f32]>,
     ) -> Result<(), ZarrIoError> {
-        let (rows, cols) = self.chunk_grid();
-        if cy >= rows || cx >= cols {
-            return Err(ZarrIoError::ChunkOutOfGrid {
-                url: self.url.clone(),
-                cy,
-                cx,
-                rows,
-                cols,
-            });
-        }
+        self.check_chunk(cy, cx)?;
         let spread_target = match (&self.spread, spread) {
             (Some(array), Some(values)) => Some((array, values)),
             (None, Some(_)) => {
@@ -261,16 +225,7 @@ impl Mosaic {
                 reason: "members were given but the mosaic has no members array".into(),
             });
         };
-        let (rows, cols) = self.chunk_grid();
-        if cy >= rows || cx >= cols {
-            return Err(ZarrIoError::ChunkOutOfGrid {
-                url: self.url.clone(),
-                cy,
-                cx,
-                rows,
-                cols,
-            });
-        }
+        self.check_chunk(cy, cx)?;
         let planes = u64::from(self.spec.members) * self.lead_len();
         self.store(array, MEMBERS_ARRAY, (cy, cx), values, f32::NAN, planes)
             .await
@@ -331,6 +286,21 @@ impl Mosaic {
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(source) => Err(store_error(&self.url, &key, "head", source)),
         }
+    }
+
+    /// [`ZarrIoError::ChunkOutOfGrid`] unless (`cy`, `cx`) is a cell of the chunk grid.
+    fn check_chunk(&self, cy: u64, cx: u64) -> Result<(), ZarrIoError> {
+        let (rows, cols) = self.chunk_grid();
+        if cy < rows && cx < cols {
+            return Ok(());
+        }
+        Err(ZarrIoError::ChunkOutOfGrid {
+            url: self.url.clone(),
+            cy,
+            cx,
+            rows,
+            cols,
+        })
     }
 
     fn height_width(&self) -> (u64, u64) {
@@ -432,6 +402,28 @@ fn validate(url: &str, spec: &MosaicSpec) -> Result<(), ZarrIoError> {
         )));
     }
     Ok(())
+}
+
+/// A float32 array of `layout` (NaN fill) with a `long_name` attribute, via [`ensure_array`].
+async fn float_array(
+    url: &str,
+    zarr: &Arc<ZarrStore>,
+    layout: &MosaicSpec,
+    name: &str,
+    long_name: &str,
+) -> Result<Array<ZarrStore>, ZarrIoError> {
+    let mut attrs = Map::new();
+    attrs.insert("long_name".into(), Value::from(long_name));
+    ensure_array(
+        url,
+        zarr,
+        layout,
+        name,
+        data_type::float32(),
+        f32::NAN,
+        &attrs,
+    )
+    .await
 }
 
 /// Open array `name` if it exists and matches `spec`, else create its metadata.

@@ -1,6 +1,7 @@
 //! Input scenes: a Zarr group (v3, or v2) with a numeric array `[y, x]`, `[band, y, x]` or
 //! `[time, band, y, x]`, read window by window as `f32` with missing pixels as NaN.
 
+use object_store::ObjectStore;
 use serde_json::{Map, Value};
 use tiling::Window;
 use zarrs::array::data_type::BoolDataType;
@@ -10,7 +11,7 @@ use zarrs::group::{Group, GroupCreateError};
 use crate::convert::{is_supported, read_f32, MissingRule};
 use crate::error::ZarrIoError;
 use crate::pad::reflect_pad;
-use crate::zarr_store::{open_zarr_store, ZarrStore};
+use crate::zarr_store::{open_zarr_store, Objects, Opened, ZarrStore};
 
 /// Attributes that name a sentinel for missing data, in the order they are looked up.
 const MISSING_ATTRIBUTES: [&str; 3] = ["_FillValue", "missing_value", "nodata"];
@@ -112,18 +113,7 @@ impl Scene {
             }
         };
         let group_attributes = group.attributes().clone();
-        let data = open_array(&opened.zarr, url, array, Role::Data).await;
-        let data = match data {
-            Err(ZarrIoError::ArrayNotFound { url, array, .. }) => {
-                let available = child_nodes(&opened.objects).await;
-                return Err(ZarrIoError::ArrayNotFound {
-                    url,
-                    array,
-                    available,
-                });
-            }
-            other => other?,
-        };
+        let data = open_array(&opened, url, array, Role::Data).await?;
         let shape = data.shape().to_vec();
         if !ranks.contains(&shape.len()) {
             return Err(ZarrIoError::UnsupportedRank {
@@ -133,7 +123,7 @@ impl Scene {
             });
         }
         let mask = match mask_array {
-            Some(name) => Some(open_mask(&opened.zarr, url, name, &shape).await?),
+            Some(name) => Some(open_mask(&opened, url, name, &shape).await?),
             None => None,
         };
         let rank = shape.len();
@@ -403,11 +393,7 @@ enum Role {
 
 /// Why `url` holds no group metadata: the store's own error when it cannot even be listed (a
 /// missing bucket, refused credentials), else whether anything is stored there at all.
-async fn not_a_group(
-    url: &str,
-    objects: &object_store::prefix::PrefixStore<std::sync::Arc<dyn object_store::ObjectStore>>,
-) -> ZarrIoError {
-    use object_store::ObjectStore;
+async fn not_a_group(url: &str, objects: &Objects) -> ZarrIoError {
     match objects.list_with_delimiter(None).await {
         Ok(listing) => ZarrIoError::NotAZarr {
             url: url.to_owned(),
@@ -425,10 +411,7 @@ async fn not_a_group(
 
 /// The names of the group's child nodes (its first-level "directories"), for error messages;
 /// empty when they cannot be listed.
-async fn child_nodes(
-    objects: &object_store::prefix::PrefixStore<std::sync::Arc<dyn object_store::ObjectStore>>,
-) -> Vec<String> {
-    use object_store::ObjectStore;
+async fn child_nodes(objects: &Objects) -> Vec<String> {
     match objects.list_with_delimiter(None).await {
         Ok(listing) => {
             let mut names: Vec<String> = listing
@@ -445,36 +428,37 @@ async fn child_nodes(
 }
 
 /// Open array `name` of the group and check that its data type converts to `f32` (and, for
-/// data, is not boolean: true/false are no measurements to interpolate).
+/// data, is not boolean: true/false are no measurements to interpolate). A name that is no
+/// array (or empty, i.e. the group itself) is refused with the group's nodes listed.
 async fn open_array(
-    store: &std::sync::Arc<ZarrStore>,
+    opened: &Opened,
     url: &str,
     name: &str,
     role: Role,
 ) -> Result<Array<ZarrStore>, ZarrIoError> {
     let path = format!("/{}", name.trim_start_matches('/'));
-    if path == "/" {
-        // The group itself: name no array at all.
-        return Err(ZarrIoError::ArrayNotFound {
-            url: url.to_owned(),
-            array: name.to_owned(),
-            available: Vec::new(),
-        });
-    }
-    let array = Array::async_open(store.clone(), &path)
-        .await
-        .map_err(|source| match source {
-            ArrayCreateError::MissingMetadata => ZarrIoError::ArrayNotFound {
+    let opened_array = if path == "/" {
+        Err(ArrayCreateError::MissingMetadata)
+    } else {
+        Array::async_open(opened.zarr.clone(), &path).await
+    };
+    let array = match opened_array {
+        Ok(array) => array,
+        Err(ArrayCreateError::MissingMetadata) => {
+            return Err(ZarrIoError::ArrayNotFound {
                 url: url.to_owned(),
                 array: name.to_owned(),
-                available: Vec::new(),
-            },
-            source => ZarrIoError::OpenArray {
+                available: child_nodes(&opened.objects).await,
+            })
+        }
+        Err(source) => {
+            return Err(ZarrIoError::OpenArray {
                 url: url.to_owned(),
                 array: name.to_owned(),
                 source: Box::new(source),
-            },
-        })?;
+            })
+        }
+    };
     let boolean = array.data_type().is::<BoolDataType>();
     if !is_supported(array.data_type()) || (boolean && role == Role::Data) {
         return Err(ZarrIoError::UnsupportedDataType {
@@ -488,12 +472,12 @@ async fn open_array(
 
 /// Open the mask array and check that it is full-shape or `[y, x]`-shaped.
 async fn open_mask(
-    store: &std::sync::Arc<ZarrStore>,
+    opened: &Opened,
     url: &str,
     name: &str,
     data_shape: &[u64],
 ) -> Result<Mask, ZarrIoError> {
-    let array = open_array(store, url, name, Role::Mask).await?;
+    let array = open_array(opened, url, name, Role::Mask).await?;
     let mask_shape = array.shape();
     let yx = &data_shape[data_shape.len() - 2..];
     if mask_shape != data_shape && mask_shape != yx {

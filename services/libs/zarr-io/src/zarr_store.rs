@@ -9,13 +9,16 @@ use zarrs_object_store::AsyncObjectStore;
 use crate::error::ZarrIoError;
 use crate::location::open_store;
 
+/// An object store with a location's prefix applied (keys are relative to the location).
+pub(crate) type Objects = PrefixStore<Arc<dyn ObjectStore>>;
+
 /// zarrs storage rooted at a location's prefix.
-pub(crate) type ZarrStore = AsyncObjectStore<PrefixStore<Arc<dyn ObjectStore>>>;
+pub(crate) type ZarrStore = AsyncObjectStore<Objects>;
 
 /// The raw store, and the same store as zarrs storage rooted at the prefix of `url`.
 pub(crate) struct Opened {
     /// The object store with the prefix applied (keys are relative to `url`).
-    pub objects: Arc<PrefixStore<Arc<dyn ObjectStore>>>,
+    pub objects: Arc<Objects>,
     /// The same, as zarrs storage.
     pub zarr: Arc<ZarrStore>,
 }
