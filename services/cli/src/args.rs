@@ -1,4 +1,7 @@
 //! Command-line arguments of `terrafill` (DESIGN.md §1).
+//!
+//! Numeric flags set `allow_negative_numbers`, so that `--overlap -1` is reported as an invalid
+//! value of `--overlap` (naming the flag) rather than as an unknown argument `-1`.
 
 use std::path::PathBuf;
 
@@ -71,29 +74,29 @@ pub struct FillArgs {
     #[arg(long)]
     pub checkpoint: Option<String>,
     /// DDIM sampling steps.
-    #[arg(long, default_value_t = 25)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 25)]
     pub steps: u32,
     /// Ensemble members (mean in `data`, standard deviation in `spread`).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 4)]
     pub ensemble: u32,
     /// Write this ensemble member instead of the mean.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub member: Option<u32>,
     /// Also write every member: an array `members` with a leading `member` dimension (their
     /// deviations from the mean carry the checkpoint's spread calibration, like `spread`).
     #[arg(long)]
     pub members: bool,
     /// DDIM η: 1 (default) samples like DDPM; 0 is deterministic DDIM (worse fills in our tests).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1.0)]
     pub eta: f32,
     /// Tile size in pixels (diffusion: default the checkpoint's).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub tile: Option<u64>,
     /// Overlap between tiles in pixels.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub overlap: Option<u64>,
     /// Job seed (ensemble members derive their seeds from it).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     pub seed: u64,
     /// Job id; re-running with the same id resumes. Default: derived from the arguments.
     #[arg(long)]
@@ -106,7 +109,7 @@ pub struct FillArgs {
     #[arg(long, env = "TERRAFILL_BROKER", hide_env_values = true)]
     pub broker: Option<String>,
     /// Local workers in embedded mode.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 2)]
     pub workers: usize,
     /// auto, cpu or cuda:N (default: the config's `worker.device`, `auto`).
     #[arg(long)]
@@ -137,7 +140,7 @@ pub struct ServiceArgs {
     #[arg(long)]
     pub device: Option<String>,
     /// Tiles per batch (workers).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub batch: Option<usize>,
     /// Serve /metrics /healthz /readyz here.
     #[arg(long)]
@@ -159,7 +162,7 @@ pub struct StatusArgs {
     #[arg(long, env = "TERRAFILL_BROKER", hide_env_values = true)]
     pub broker: Option<String>,
     /// How long to listen on the broker, in seconds.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 10)]
     pub wait: u64,
 }
 
@@ -178,7 +181,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub mask: Option<String>,
     /// Also compare semivariograms (texture) up to this lag in pixels, per band.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub variogram: Option<usize>,
 }
 
@@ -201,19 +204,19 @@ pub struct TrainArgs {
     #[arg(long)]
     pub model: Option<String>,
     /// Optimiser steps (default: the preset's).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub steps: Option<usize>,
     /// Training tile size (default: the preset's); `fill` uses it as its default tile.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub tile: Option<usize>,
     /// Tiles per step (default: the preset's).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub batch: Option<usize>,
     /// Peak learning rate (default: the preset's).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// Seed.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     pub seed: u64,
     /// Continue from the checkpoint at --checkpoint.
     #[arg(long)]
@@ -233,6 +236,6 @@ pub struct DemoArgs {
     #[arg(long, value_enum)]
     pub method: Option<MethodArg>,
     /// Local workers.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 2)]
     pub workers: usize,
 }

@@ -57,5 +57,8 @@ fn one_line(error: &anyhow::Error) -> String {
             line.push_str(&text);
         }
     }
+    if let Some(hint) = zarr_io::store_error_hint(&line) {
+        line = format!("{hint}; {line}");
+    }
     line.replace('\n', " ")
 }

@@ -432,3 +432,117 @@ fn a_missing_bucket_is_named_as_such() {
     );
     assert!(!err.contains("not a Zarr group"), "{err}");
 }
+
+#[test]
+fn damaged_files_and_mismatched_checkpoints_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = |name: &str| dir.path().join(name).display().to_string();
+    let shape = [1, 40, 40];
+    let input = url("in.zarr");
+    write(&input, &shape, (16, 16), &synthetic(&shape, 0.2, 4));
+    // A negative number is an invalid value of the flag, not an unknown argument.
+    fails_with(
+        &["fill", &input, &url("o1.zarr"), "--overlap", "-1"],
+        "invalid value '-1' for '--overlap",
+    );
+    // Group metadata that is not JSON.
+    let broken = url("broken-group.zarr");
+    write(&broken, &shape, (16, 16), &synthetic(&shape, 0.2, 4));
+    std::fs::write(format!("{broken}/zarr.json"), "{\"zarr_format\": 3, \"node").unwrap();
+    fails_with(&["fill", &broken, &url("o2.zarr")], "broken-group.zarr");
+    assert!(!complete(&url("o2.zarr")));
+    // Array metadata that is not JSON.
+    let broken = url("broken-array.zarr");
+    write(&broken, &shape, (16, 16), &synthetic(&shape, 0.2, 4));
+    std::fs::write(format!("{broken}/data/zarr.json"), "[1, 2").unwrap();
+    fails_with(&["fill", &broken, &url("o3.zarr")], "broken-array.zarr");
+    assert!(!complete(&url("o3.zarr")));
+    // A chunk whose bytes do not decode: the error names the array and the chunk.
+    let broken = url("broken-chunk.zarr");
+    write(&broken, &shape, (16, 16), &synthetic(&shape, 0.2, 4));
+    let chunk = chunk_file(&broken, "data");
+    std::fs::write(&chunk, b"not a chunk").unwrap();
+    fails_with(&["fill", &broken, &url("o4.zarr")], "broken-chunk.zarr");
+    assert!(!complete(&url("o4.zarr")));
+    // A checkpoint trained on another band count than the scene's.
+    let demo = root().join("assets/demo/landsat7_crop.safetensors");
+    fails_with(
+        &[
+            "fill",
+            &input,
+            &url("o5.zarr"),
+            "--method",
+            "diffusion",
+            "--checkpoint",
+            &demo.display().to_string(),
+        ],
+        "band",
+    );
+    assert!(!complete(&url("o5.zarr")));
+    // eval of two scenes of different shapes.
+    let other = url("other.zarr");
+    write(
+        &other,
+        &[1, 40, 41],
+        (16, 16),
+        &synthetic(&[1, 40, 41], 0.0, 4),
+    );
+    let filled = url("filled.zarr");
+    assert!(terrafill(&["fill", &input, &filled]).status.success());
+    fails_with(&["eval", &filled, &other], "shape");
+    // train on a scene smaller than the model's tile.
+    fails_with(
+        &[
+            "train",
+            &input,
+            "--checkpoint",
+            &url("m.safetensors"),
+            "--model",
+            "base",
+        ],
+        "tile",
+    );
+    assert!(!std::path::Path::new(&url("m.safetensors")).exists());
+}
+
+/// The file of one chunk of `array` in the local group `group`.
+fn chunk_file(group: &str, array: &str) -> std::path::PathBuf {
+    let mut dirs = vec![std::path::Path::new(group).join(array).join("c")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                return path;
+            }
+        }
+    }
+    panic!("no chunk file under {group}/{array}");
+}
+
+#[test]
+fn missing_aws_credentials_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.zarr").display().to_string();
+    // No credentials in the environment: object_store asks the instance metadata service, here
+    // a closed local port, and the error must say what was missing rather than only that.
+    let output = bin()
+        .args(["fill", "s3://terrafill-no-credentials/in.zarr", &out])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_METADATA_ENDPOINT", "http://127.0.0.1:9")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ALLOW_HTTP", "true")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains("no AWS credentials were found in the environment")
+            && err.contains("AWS_ACCESS_KEY_ID"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(!complete(&out));
+}

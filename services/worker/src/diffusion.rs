@@ -26,12 +26,12 @@ pub(crate) async fn load_model(
         .await
         .map_err(|source| WorkerError::Storage {
             job: job.clone(),
-            tile: 0,
+            tile: None,
             source,
         })?;
     let method_err = |e: model::ModelError| WorkerError::Method {
         job: job.clone(),
-        tile: 0,
+        tile: None,
         reason: format!("checkpoint {}: {e}", spec.checkpoint_url),
     };
     let device = device.device().map_err(method_err)?;
@@ -48,15 +48,14 @@ pub(crate) async fn compute(
     job: &JobContext,
     tiles: &[Tile],
 ) -> Result<Vec<TileFill>, WorkerError> {
-    let first = tiles.first().map_or(0, |t| t.index);
-    let method_err = |tile: u64, reason: String| WorkerError::Method {
+    let method_err = |tile: Option<u64>, reason: String| WorkerError::Method {
         job: job.id.to_string(),
         tile,
         reason,
     };
     let Some(model) = job.model.clone() else {
         return Err(method_err(
-            first,
+            None,
             "no model loaded for a diffusion job".into(),
         ));
     };
@@ -96,19 +95,32 @@ pub(crate) async fn compute(
         keep_members: job.spec.members,
     };
     let per_tile = job.on_cpu;
+    let indices: Vec<u64> = tiles.iter().map(|t| t.index).collect();
+    let batch = format!("{indices:?}");
     let outputs = tokio::task::spawn_blocking(move || {
         if per_tile {
             inputs
                 .chunks(1)
-                .map(|one| model.fill(one, &opts))
+                .zip(indices)
+                .map(|(one, index)| {
+                    model
+                        .fill(one, &opts)
+                        .map_err(|e| (Some(index), e.to_string()))
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map(|v| v.concat())
         } else {
-            model.fill(&inputs, &opts)
+            // A batch fails as a whole: the error names its tiles.
+            model
+                .fill(&inputs, &opts)
+                .map_err(|e| (None, e.to_string()))
         }
     })
     .await?
-    .map_err(|e| method_err(first, e.to_string()))?;
+    .map_err(|(tile, e)| match tile {
+        Some(_) => method_err(tile, e),
+        None => method_err(None, format!("batch of tiles {batch}: {e}")),
+    })?;
     let padded = Window::new(0, 0, side, side);
     let with_spread = opts.ensemble > 1 && opts.member.is_none();
     Ok(tiles

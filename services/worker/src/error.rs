@@ -5,32 +5,32 @@
 #[non_exhaustive]
 pub enum WorkerError {
     /// Reading the scene or staging the output failed.
-    #[error("tile {tile} of job {job}: {source}")]
+    #[error("{}: {source}", scope(.job, *.tile))]
     Storage {
         /// Job id.
         job: String,
-        /// Tile index.
-        tile: u64,
+        /// Tile index, or `None` for what concerns the whole job (opening its scene or model).
+        tile: Option<u64>,
         /// The storage error.
         source: zarr_io::ZarrIoError,
     },
     /// The task itself is invalid.
-    #[error("tile {tile} of job {job}: {source}")]
+    #[error("{}: {source}", scope(.job, *.tile))]
     Task {
         /// Job id.
         job: String,
-        /// Tile index.
-        tile: u64,
+        /// Tile index, or `None` when the job's spec is at fault.
+        tile: Option<u64>,
         /// What is wrong with it.
         source: wire::WireError,
     },
     /// The method cannot run on this tile (bad checkpoint, shape mismatch …).
-    #[error("tile {tile} of job {job}: {reason}")]
+    #[error("{}: {reason}", scope(.job, *.tile))]
     Method {
         /// Job id.
         job: String,
-        /// Tile index.
-        tile: u64,
+        /// Tile index, or `None` for what concerns the whole job (its checkpoint, its input).
+        tile: Option<u64>,
         /// What went wrong.
         reason: String,
     },
@@ -51,6 +51,14 @@ pub enum WorkerError {
     },
 }
 
+/// What an error is about: "tile 7 of job j" or, for job-wide failures, "job j".
+fn scope(job: &str, tile: Option<u64>) -> String {
+    match tile {
+        Some(tile) => format!("tile {tile} of job {job}"),
+        None => format!("job {job}"),
+    }
+}
+
 impl WorkerError {
     /// Whether another attempt at the same tile may succeed.
     pub fn is_retryable(&self) -> bool {
@@ -60,5 +68,26 @@ impl WorkerError {
             Self::Join(_) => true,
             Self::Task { .. } | Self::Method { .. } | Self::Device { .. } => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_tile_only_when_there_is_one() {
+        let job_wide = WorkerError::Method {
+            job: "j".into(),
+            tile: None,
+            reason: "checkpoint unreadable".into(),
+        };
+        assert_eq!(job_wide.to_string(), "job j: checkpoint unreadable");
+        let one_tile = WorkerError::Method {
+            job: "j".into(),
+            tile: Some(7),
+            reason: "shape".into(),
+        };
+        assert_eq!(one_tile.to_string(), "tile 7 of job j: shape");
     }
 }

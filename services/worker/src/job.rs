@@ -51,7 +51,7 @@ impl JobContext {
     ) -> Result<Self, WorkerError> {
         let task_error = |source| WorkerError::Task {
             job: spec.job_id.clone(),
-            tile: 0,
+            tile: None,
             source,
         };
         let id = spec.id().map_err(task_error)?;
@@ -59,7 +59,7 @@ impl JobContext {
         let method = Method::try_from(spec.method).unwrap_or(Method::Unspecified);
         let storage = |source| WorkerError::Storage {
             job: spec.job_id.clone(),
-            tile: 0,
+            tile: None,
             source,
         };
         let mask = (!spec.mask_array.is_empty()).then_some(spec.mask_array.as_str());
@@ -69,7 +69,7 @@ impl JobContext {
         if scene.shape() != spec.shape.as_slice() {
             return Err(WorkerError::Method {
                 job: spec.job_id.clone(),
-                tile: 0,
+                tile: None,
                 reason: format!(
                     "input {} has shape {:?}, the job was planned for {:?}",
                     spec.input_url,
@@ -118,7 +118,7 @@ impl JobContext {
             .start_timer();
         let data = read.await.map_err(|source| WorkerError::Storage {
             job: self.id.to_string(),
-            tile,
+            tile: Some(tile),
             source,
         })?;
         timer.observe_duration();

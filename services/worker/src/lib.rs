@@ -179,7 +179,10 @@ async fn handle_job_tasks(
         .to_lowercase();
     let tiles: Result<Vec<_>, _> = group
         .iter()
-        .map(|t| job.grid.tile(t.task.tile_index))
+        .map(|t| {
+            let index = t.task.tile_index;
+            job.grid.tile(index).map_err(|e| (index, e))
+        })
         .collect();
     let outputs = match tiles {
         Ok(tiles) => {
@@ -191,9 +194,9 @@ async fn handle_job_tasks(
             timer.observe_duration();
             out
         }
-        Err(e) => Err(WorkerError::Method {
+        Err((index, e)) => Err(WorkerError::Method {
             job: job.id.to_string(),
-            tile: group[0].task.tile_index,
+            tile: Some(index),
             reason: e.to_string(),
         }),
     };
@@ -249,7 +252,7 @@ async fn stage_tile(
 ) -> Result<(), WorkerError> {
     let tile = job.grid.tile(index).map_err(|e| WorkerError::Method {
         job: job.id.to_string(),
-        tile: index,
+        tile: Some(index),
         reason: e.to_string(),
     })?;
     let lead = job.spec.lead_len() as u64;
@@ -279,7 +282,7 @@ async fn stage_tile(
         .await
         .map_err(|source| WorkerError::Storage {
             job: job.id.to_string(),
-            tile: index,
+            tile: Some(index),
             source,
         })?;
     timer.observe_duration();
@@ -380,5 +383,14 @@ impl Results<'_> {
         };
         self.broker.publish(wire::STITCH_QUEUE, msg).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A task the broker accepts must be one the worker decodes: one limit on both sides.
+    #[test]
+    fn the_broker_and_the_decoder_share_one_message_limit() {
+        assert_eq!(broker::DEFAULT_MAX_MESSAGE_BYTES, wire::MAX_MESSAGE_BYTES);
     }
 }

@@ -113,7 +113,7 @@ async fn request(args: &FillArgs) -> anyhow::Result<FillRequest> {
     req.staging = args.staging.clone();
     let (tile, overlap) = match (args.method, &args.checkpoint) {
         (MethodArg::Diffusion, Some(url)) => {
-            let t = super::train::checkpoint_tile(url).await?;
+            let t = checkpoint_for_input(url, args).await?;
             (t, t / 4)
         }
         (MethodArg::Idw, _) => (IDW_TILE, IDW_OVERLAP),
@@ -124,6 +124,20 @@ async fn request(args: &FillArgs) -> anyhow::Result<FillRequest> {
     req.overlap = args.overlap.unwrap_or(overlap.min(req.tile / 4));
     req.validate()?;
     Ok(req)
+}
+
+/// The tile size of the checkpoint at `url`, once it is known to fit the input: a checkpoint
+/// trained on another band count or layout is refused before any tile is planned.
+async fn checkpoint_for_input(url: &str, args: &FillArgs) -> anyhow::Result<u64> {
+    let model = super::train::load_checkpoint(url).await?;
+    let scene = zarr_io::Scene::open(&args.input, &args.array, args.mask_array.as_deref())
+        .await
+        .with_context(|| format!("opening input {}", args.input))?;
+    let shape: Vec<usize> = scene.shape().iter().map(|&d| d as usize).collect();
+    model
+        .check_scene_shape(&shape)
+        .with_context(|| format!("checkpoint {url} does not fit input {}", args.input))?;
+    Ok(model.tile_size() as u64)
 }
 
 pub fn method(m: MethodArg) -> Method {

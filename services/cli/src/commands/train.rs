@@ -102,10 +102,14 @@ pub async fn read_scene(scene: &Scene) -> anyhow::Result<model::SceneArray> {
 
 /// The tile size a checkpoint was trained for.
 pub async fn checkpoint_tile(url: &str) -> anyhow::Result<u64> {
+    Ok(load_checkpoint(url).await?.tile_size() as u64)
+}
+
+/// The checkpoint at `url`, validated and loaded on the CPU.
+pub async fn load_checkpoint(url: &str) -> anyhow::Result<model::FillModel> {
     let bytes = zarr_io::get_bytes(url)
         .await
         .with_context(|| format!("reading checkpoint {url}"))?;
-    let model = model::FillModel::from_checkpoint(&bytes, &model::DeviceSpec::Cpu.device()?)
-        .with_context(|| format!("checkpoint {url}"))?;
-    Ok(model.tile_size() as u64)
+    model::FillModel::from_checkpoint(&bytes, &model::DeviceSpec::Cpu.device()?)
+        .with_context(|| format!("checkpoint {url}"))
 }

@@ -173,6 +173,19 @@ pub fn s3_prefix(name: &str) -> String {
     format!("s3://{bucket}/{name}-{nanos}")
 }
 
+/// A unique `az://` prefix in the test container on Azurite (`tests/run` starts it and creates
+/// the container); fails (never skips) without one.
+pub fn azure_prefix(name: &str) -> String {
+    let container = std::env::var("TERRAFILL_TEST_AZ_CONTAINER").expect(
+        "TERRAFILL_TEST_AZ_CONTAINER unset: run the tests through tests/run, which starts Azurite",
+    );
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("az://{container}/{name}-{nanos}")
+}
+
 /// Child processes killed when the test ends, however it ends.
 pub struct Fleet(pub Vec<Child>);
 

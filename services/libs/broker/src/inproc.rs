@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, Notify};
 /// Settings of an [`InProcessBroker`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InProcessConfig {
-    /// Largest accepted message body in bytes (default 16 MiB).
+    /// Largest accepted message body in bytes (default [`crate::DEFAULT_MAX_MESSAGE_BYTES`]).
     pub max_message_bytes: usize,
     /// Events buffered per event subscriber before new events are dropped for it (default 4096).
     pub event_buffer: usize,

@@ -36,8 +36,10 @@ pub const HEADER_DELIVERY_COUNT: &str = "x-delivery-count";
 pub const HEADER_DEATH_REASON: &str = "x-first-death-reason";
 /// Header set on dead-lettered messages: the queue the message was dead-lettered from.
 pub const HEADER_DEATH_QUEUE: &str = "x-first-death-queue";
-/// Default maximum message body size: 16 MiB.
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Default maximum message body size: 1 MiB, the same as `wire::MAX_MESSAGE_BYTES` (terrafill's
+/// tasks and events are a few hundred bytes; tile data travels through object storage), so a
+/// message the broker accepts is one every service decodes.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
 /// URL scheme selecting the in-process broker in [`connect`].
 pub const INPROC_SCHEME: &str = "inproc://";
 

@@ -155,20 +155,41 @@ impl FillModel {
         self.max_batch = Some(n.max(1));
     }
 
-    fn check_tile(&self, i: usize, tile: &TileInput) -> Result<Layout, ModelError> {
-        let layout = Layout::from_shape(&tile.shape, tile.values.len())?;
+    /// Checks that a scene of `shape` (`[y, x]`, `[band, y, x]` or `[time, band, y, x]`) has the
+    /// layout and band count this model was trained on, so a mismatch is refused before any tile
+    /// is planned.
+    ///
+    /// # Errors
+    /// [`ModelError::Shape`] naming both layouts.
+    pub fn check_scene_shape(&self, shape: &[usize]) -> Result<(), ModelError> {
+        let mut shape = shape.to_vec();
+        if shape.len() == 2 {
+            shape.insert(0, 1);
+        }
+        let layout = Layout::from_shape(&shape, shape.iter().product())?;
+        self.check_lead(&layout, "the scene")
+    }
+
+    /// Whether `layout`'s leading dims (band count; time axis or none) are the model's.
+    fn check_lead(&self, layout: &Layout, what: &str) -> Result<(), ModelError> {
         let lead = layout.lead_shape();
         if lead.len() != self.meta.lead_shape.len() || layout.bands != self.meta.unet.data_channels
         {
             return Err(ModelError::Shape {
                 what: format!(
-                    "leading dims of tile {i} (model trained on {:?})",
-                    self.meta.lead_shape
+                    "leading dims of {what} (model trained on {:?}, {} bands)",
+                    self.meta.lead_shape, self.meta.unet.data_channels
                 ),
                 expected: self.meta.lead_shape.clone(),
                 got: lead,
             });
         }
+        Ok(())
+    }
+
+    fn check_tile(&self, i: usize, tile: &TileInput) -> Result<Layout, ModelError> {
+        let layout = Layout::from_shape(&tile.shape, tile.values.len())?;
+        self.check_lead(&layout, &format!("tile {i}"))?;
         let m = self.size_multiple();
         if layout.height % m != 0 || layout.width % m != 0 {
             return Err(ModelError::Shape {

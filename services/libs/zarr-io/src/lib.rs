@@ -20,7 +20,9 @@ mod staging;
 mod zarr_store;
 
 pub use error::ZarrIoError;
-pub use location::{get_bytes, locations_overlap, open_store, put_bytes, StoreAndPrefix};
+pub use location::{
+    get_bytes, locations_overlap, open_store, put_bytes, store_error_hint, StoreAndPrefix,
+};
 pub use mosaic::{Mosaic, MosaicSpec, DATA_ARRAY, FILLED_ARRAY, MEMBERS_ARRAY, SPREAD_ARRAY};
 pub use ownership::{claim, owner, OWNER_KEY};
 pub use pad::reflect_pad;

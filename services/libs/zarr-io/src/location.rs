@@ -136,6 +136,34 @@ fn invalid(url: &str, reason: String) -> ZarrIoError {
     }
 }
 
+/// Environment variables from which object_store takes AWS credentials before it falls back to
+/// the EC2 instance metadata service.
+const AWS_CREDENTIAL_VARS: [&str; 5] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_SKIP_SIGNATURE",
+];
+
+/// What to add to a store error whose cause the store's own message hides, or `None`.
+///
+/// Without AWS credentials in the environment object_store asks the EC2 instance metadata
+/// service for some, and off EC2 the error shows only that service's refusal (a 403, or a
+/// connection error to 169.254.169.254), never that credentials were missing.
+pub fn store_error_hint(message: &str) -> Option<&'static str> {
+    let from_metadata_service =
+        message.contains("latest/api/token") || message.contains("latest/meta-data/iam");
+    let env_has_credentials = AWS_CREDENTIAL_VARS
+        .iter()
+        .any(|var| std::env::var_os(var).is_some_and(|v| !v.is_empty()));
+    (from_metadata_service && !env_has_credentials).then_some(
+        "no AWS credentials were found in the environment, so the EC2 instance metadata service \
+         was asked for some and failed: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or \
+         AWS_WEB_IDENTITY_TOKEN_FILE, or AWS_SKIP_SIGNATURE=true for a public bucket)",
+    )
+}
+
 /// Whether two locations are the same or one lies inside the other, so that writing one would
 /// overwrite or pollute the other. Compared by store (scheme and bucket) and key segments;
 /// local paths are made absolute and symbolic links in their existing part resolved.

@@ -1,5 +1,10 @@
 //! The zarr-io conformance suite against every backend: `memory://`, a local temporary directory,
-//! and S3 (when `TERRAFILL_TEST_S3_ENDPOINT` is set; required when `TERRAFILL_REQUIRE_S3=1`).
+//! S3 (when `TERRAFILL_TEST_S3_ENDPOINT` is set; required when `TERRAFILL_REQUIRE_S3=1`), Azure
+//! Blob (when `TERRAFILL_TEST_AZ_CONTAINER` names a container, as on the Azurite `tests/run`
+//! starts; required when `TERRAFILL_REQUIRE_AZ=1`) and Google Cloud Storage (when
+//! `TERRAFILL_TEST_GCS_BUCKET` names a bucket on a server that speaks GCS's XML API, which
+//! object_store uses for puts and listings; fake-gcs-server and gcp-storage-emulator do not, so
+//! `tests/run` starts none).
 
 mod suite;
 
@@ -99,6 +104,48 @@ async fn ensure_bucket(endpoint: &str, bucket: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A prefix in the container or bucket named by `$bucket_var` of the `scheme` store, whose
+/// endpoint and credentials the store takes from the environment (`AZURE_STORAGE_USE_EMULATOR`,
+/// `AZURITE_BLOB_STORAGE_URL`; `GOOGLE_SERVICE_ACCOUNT`) like production code.
+fn emulated_base(
+    case: &str,
+    scheme: &str,
+    bucket_var: &str,
+    require_var: &str,
+) -> anyhow::Result<Option<Base>> {
+    let Ok(bucket) = std::env::var(bucket_var) else {
+        if std::env::var(require_var).is_ok_and(|v| v == "1") {
+            bail!("{require_var}=1 but {bucket_var} is not set");
+        }
+        eprintln!("{scheme}:// conformance not run: {bucket_var} is not set");
+        return Ok(None);
+    };
+    Ok(Some(Base {
+        url: format!("{scheme}://{bucket}/zarr-io-tests/{}", unique(case)),
+        _dir: None,
+    }))
+}
+
+/// Azure Blob Storage (Azurite in `tests/run`).
+async fn az_base(case: &str) -> anyhow::Result<Option<Base>> {
+    emulated_base(
+        case,
+        "az",
+        "TERRAFILL_TEST_AZ_CONTAINER",
+        "TERRAFILL_REQUIRE_AZ",
+    )
+}
+
+/// Google Cloud Storage (real GCS, or an emulator with the XML API).
+async fn gs_base(case: &str) -> anyhow::Result<Option<Base>> {
+    emulated_base(
+        case,
+        "gs",
+        "TERRAFILL_TEST_GCS_BUCKET",
+        "TERRAFILL_REQUIRE_GCS",
+    )
+}
+
 macro_rules! backend_tests {
     ($backend:ident, $make_base:path) => {
         mod $backend {
@@ -133,3 +180,5 @@ macro_rules! backend_tests {
 backend_tests!(memory, super::memory_base);
 backend_tests!(local, super::local_base);
 backend_tests!(s3, super::s3_base);
+backend_tests!(az, super::az_base);
+backend_tests!(gs, super::gs_base);

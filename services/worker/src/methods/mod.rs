@@ -45,7 +45,7 @@ pub async fn compute(job: &JobContext, tiles: &[Tile]) -> Result<Vec<TileFill>, 
         Method::Diffusion => crate::diffusion::compute(job, tiles).await,
         Method::Unspecified => Err(WorkerError::Method {
             job: job.id.to_string(),
-            tile: tiles.first().map_or(0, |t| t.index),
+            tile: None,
             reason: "method unspecified".into(),
         }),
     }

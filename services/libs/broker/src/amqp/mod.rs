@@ -49,7 +49,7 @@ pub struct AmqpConfig {
     pub reconnect_timeout: Duration,
     /// Limit on one broker round trip, such as waiting for a publisher confirm (default 30 s).
     pub operation_timeout: Duration,
-    /// Largest message body accepted on publish and consume, in bytes (default 16 MiB).
+    /// Largest message body accepted on publish and consume, in bytes (default [`crate::DEFAULT_MAX_MESSAGE_BYTES`]).
     pub max_message_bytes: usize,
     /// Publishes awaiting their confirm at any time (default 128; RabbitMQ's own benchmarks
     /// peak at about 200 unconfirmed).
