@@ -3,8 +3,9 @@
 //! A few-step sampler from a small network is under-dispersed: its members agree more than their
 //! mean agrees with the truth (on Landsat, ensemble σ ≈ 0.4 × the actual error). So training ends
 //! by filling held-out synthetic gaps with the default sampler (DDIM 25 steps, η = 1, K = 4),
-//! where the truth is known, and storing per band κ = RMSE(ensemble mean) / mean(ensemble σ)
-//! in the checkpoint. Fills report σ·κ as `spread` (variance inflation, as ensemble forecasts
+//! where the truth is known, and storing per band κ = RMSE(point estimate) / mean(ensemble σ)
+//! in the checkpoint, where the point estimate is what fills report (the members' mean of the
+//! network's first-step estimate, see `sampler::Sampled`). Fills report σ·κ as `spread` (variance inflation, as ensemble forecasts
 //! are recalibrated against observations).
 
 use rand::SeedableRng;
@@ -56,11 +57,13 @@ pub(crate) fn spread_scale(
             for i in (0..per).filter(|&i| win.residual[i].is_finite()) {
                 let band = i / (s * s);
                 let truth = f64::from(p[i]) + f64::from(win.residual[i]);
-                let vals: Vec<f64> = members.iter().map(|m| f64::from(m[i])).collect();
+                let vals: Vec<f64> = members.iter().map(|m| f64::from(m.sample[i])).collect();
                 let mean = vals.iter().sum::<f64>() / MEMBERS as f64;
                 let var =
                     vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (MEMBERS - 1) as f64;
-                err2[band] += (mean - truth).powi(2);
+                let estimate =
+                    members.iter().map(|m| f64::from(m.estimate[i])).sum::<f64>() / MEMBERS as f64;
+                err2[band] += (estimate - truth).powi(2);
                 spread[band] += var.sqrt();
                 count[band] += 1;
             }

@@ -41,15 +41,18 @@ pub struct TileInput {
 /// A filled tile.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TileOutput {
-    /// Ensemble mean (or the chosen member) in gaps; observed pixels bit-identical to the input.
+    /// The point estimate in gaps (the mean over members of the network's minimum-MSE estimate,
+    /// [`crate::sampler::Sampled::estimate`]), or the chosen member's sample; observed pixels
+    /// bit-identical to the input.
     pub values: Vec<f32>,
     /// Standard deviation over members (K−1 denominator; 0 when K = 1) times the checkpoint's
     /// spread calibration (see the crate's `calibrate` module), 0 on observed pixels.
     pub spread: Vec<f32>,
     /// With [`SampleOptions::keep_members`] (else empty), the K members, member-major
-    /// (`K × values.len()`): in gaps the ensemble mean plus each
-    /// sample's deviation from it times the same calibration (so that their standard deviation
-    /// is `spread`), clamped to the band's range in the training scene; observed pixels copied.
+    /// (`K × values.len()`): in gaps the point estimate plus each sample's deviation from the
+    /// samples' mean times the same calibration (so that their mean is the point estimate and
+    /// their standard deviation `spread`), clamped to the band's range in the training scene;
+    /// observed pixels copied.
     pub members: Vec<f32>,
 }
 
@@ -70,6 +73,14 @@ struct Job {
     tile: usize,
     date: usize,
     seed: u64,
+}
+
+/// One ensemble member's normalised values for a date's bands (B·H·W each).
+pub(crate) struct Member {
+    /// A draw from the model's distribution (the end of the reverse process).
+    pub sample: Vec<f32>,
+    /// The network's minimum-MSE estimate at the first step ([`crate::sampler::Sampled`]).
+    pub estimate: Vec<f32>,
 }
 
 impl FillModel {
@@ -258,7 +269,7 @@ impl FillModel {
             }
         }
         // Samples per job, in job order; batches group jobs of equal tile size.
-        let mut results: Vec<Option<Vec<f32>>> = (0..jobs.len()).map(|_| None).collect();
+        let mut results: Vec<Option<Member>> = (0..jobs.len()).map(|_| None).collect();
         let mut order: Vec<usize> = (0..jobs.len()).collect();
         order.sort_by_key(|&j| (layouts[jobs[j].tile].height, layouts[jobs[j].tile].width));
         for group in order.chunk_by(|&a, &b| {
@@ -316,15 +327,15 @@ impl FillModel {
         Ok(out)
     }
 
-    /// Sample one batch of jobs of equal tile size; returns each job's normalised values z
-    /// (prior plus the sampled residual) for the target date's bands.
+    /// Sample one batch of jobs of equal tile size; returns each job's member (normalised values
+    /// for the target date's bands).
     fn sample_chunk(
         &self,
         jobs: Vec<&Job>,
         layouts: &[Layout],
         (z, priors): (&[Vec<f32>], &[Vec<f32>]),
         sampler: Sampler,
-    ) -> Result<Vec<Vec<f32>>, ModelError> {
+    ) -> Result<Vec<Member>, ModelError> {
         let l0 = layouts[jobs[0].tile];
         let (b, h, w) = (l0.bands, l0.height, l0.width);
         let per = b * h * w;
@@ -351,7 +362,8 @@ impl FillModel {
 
     /// Sample one member per seed from conditioning stacks `cond` (N·cond·H·W) with their priors
     /// (N·B·H·W, the stacks' last channels); returns each member's normalised values z = prior +
-    /// scale · residual (B·H·W each), clamped to the band's observed range.
+    /// scale · residual (B·H·W each), clamped to the band's observed range: its sample and its
+    /// point estimate (see [`crate::sampler::Sampled`]).
     pub(crate) fn sample_stacks(
         &self,
         cond: Vec<f32>,
@@ -359,7 +371,7 @@ impl FillModel {
         seeds: &[u64],
         (h, w): (usize, usize),
         sampler: Sampler,
-    ) -> Result<Vec<Vec<f32>>, ModelError> {
+    ) -> Result<Vec<Member>, ModelError> {
         let (b, n) = (self.meta.unet.data_channels, seeds.len());
         let per = b * h * w;
         // Channels b..2b of each sample's stack are its gap mask (1 = missing).
@@ -398,34 +410,44 @@ impl FillModel {
         let mut eps = |x: &candle_core::Tensor, t: usize| {
             predict_eps(&self.unet, &self.schedule, x, &cond, t)
         };
-        let r0 = sample(&self.schedule, sampler, &known, &mut noise, &mut eps).ctx("sampling")?;
-        let flat: Vec<f32> = r0
-            .to_dtype(DType::F32)
-            .and_then(|t| t.flatten_all())
-            .and_then(|t| t.to_vec1())
-            .ctx("reading samples")?;
+        let out = sample(&self.schedule, sampler, &known, &mut noise, &mut eps).ctx("sampling")?;
         let range: Vec<(f32, f32)> = (0..b).map(|band| self.norm.observed_range(band)).collect();
-        let values: Vec<f32> = flat
-            .iter()
-            .zip(prior)
-            .enumerate()
-            .map(|(i, (&r, &p))| {
-                let band = (i / (h * w)) % b;
-                let (lo, hi) = range[band];
-                ((f64::from(p) + f64::from(r) * scale[band]) as f32).clamp(lo, hi)
-            })
-            .collect();
-        Ok(values.chunks_exact(per).map(<[f32]>::to_vec).collect())
+        // z = prior + scale · residual, clamped to the band's range; one Vec per member.
+        let values = |r: &Tensor| -> Result<Vec<Vec<f32>>, ModelError> {
+            let flat: Vec<f32> = r
+                .to_dtype(DType::F32)
+                .and_then(|t| t.flatten_all())
+                .and_then(|t| t.to_vec1())
+                .ctx("reading samples")?;
+            let z: Vec<f32> = flat
+                .iter()
+                .zip(prior)
+                .enumerate()
+                .map(|(i, (&r, &p))| {
+                    let band = (i / (h * w)) % b;
+                    let (lo, hi) = range[band];
+                    ((f64::from(p) + f64::from(r) * scale[band]) as f32).clamp(lo, hi)
+                })
+                .collect();
+            Ok(z.chunks_exact(per).map(<[f32]>::to_vec).collect())
+        };
+        Ok(values(&out.sample)?
+            .into_iter()
+            .zip(values(&out.estimate)?)
+            .map(|(sample, estimate)| Member { sample, estimate })
+            .collect())
     }
 
-    /// Turn member samples into outputs: observed pixels copied, gaps = mean (or the chosen
-    /// member) of the denormalised members, spread = their calibrated standard deviation.
+    /// Turn members into outputs: observed pixels copied; gaps = the mean of the members' point
+    /// estimates (or the chosen member's sample); spread = the samples' calibrated standard
+    /// deviation; members (when kept) = that point estimate plus each sample's calibrated
+    /// deviation from the samples' mean.
     fn assemble(
         &self,
         tiles: &[TileInput],
         layouts: &[Layout],
         jobs: &[Job],
-        results: Vec<Option<Vec<f32>>>,
+        results: Vec<Option<Member>>,
         opts: &SampleOptions,
     ) -> Vec<TileOutput> {
         let mut outs: Vec<TileOutput> = tiles
@@ -445,7 +467,7 @@ impl FillModel {
         for (members, group) in jobs.chunks_exact(k).zip(results.chunks_exact(k)) {
             let (ti, date) = (members[0].tile, members[0].date);
             let l = &layouts[ti];
-            let samples: Vec<&[f32]> = group.iter().filter_map(|s| s.as_deref()).collect();
+            let samples: Vec<&Member> = group.iter().filter_map(Option::as_ref).collect();
             if samples.len() != k {
                 continue; // unreachable: every job was sampled
             }
@@ -456,23 +478,25 @@ impl FillModel {
                     if tiles[ti].values[base + p].is_finite() {
                         continue;
                     }
-                    let vals: Vec<f64> = samples
-                        .iter()
-                        .map(|s| f64::from(self.norm.inverse(band, s[band * l.plane() + p])))
-                        .collect();
+                    let at = band * l.plane() + p;
+                    let denorm = |z: f32| f64::from(self.norm.inverse(band, z));
+                    let vals: Vec<f64> = samples.iter().map(|s| denorm(s.sample[at])).collect();
                     let mean = vals.iter().sum::<f64>() / k as f64;
                     let var = if k > 1 {
                         vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (k - 1) as f64
                     } else {
                         0.0
                     };
+                    let estimate =
+                        samples.iter().map(|s| denorm(s.estimate[at])).sum::<f64>() / k as f64;
                     let kappa = self.meta.spread_scale[band];
-                    out.values[base + p] = opts.member.map_or(mean, |m| vals[m]) as f32;
+                    out.values[base + p] = opts.member.map_or(estimate, |m| vals[m]) as f32;
                     out.spread[base + p] = (var.sqrt() * kappa) as f32;
                     if opts.keep_members {
                         let n = out.values.len();
                         for (m, v) in vals.iter().enumerate() {
-                            let member = (mean + kappa * (v - mean)).clamp(min[band], max[band]);
+                            let member =
+                                (estimate + kappa * (v - mean)).clamp(min[band], max[band]);
                             out.members[m * n + base + p] = member as f32;
                         }
                     }
