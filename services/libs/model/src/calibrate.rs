@@ -61,8 +61,11 @@ pub(crate) fn spread_scale(
                 let mean = vals.iter().sum::<f64>() / MEMBERS as f64;
                 let var =
                     vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (MEMBERS - 1) as f64;
-                let estimate =
-                    members.iter().map(|m| f64::from(m.estimate[i])).sum::<f64>() / MEMBERS as f64;
+                let estimate = members
+                    .iter()
+                    .map(|m| f64::from(m.estimate[i]))
+                    .sum::<f64>()
+                    / MEMBERS as f64;
                 err2[band] += (estimate - truth).powi(2);
                 spread[band] += var.sqrt();
                 count[band] += 1;

@@ -393,8 +393,17 @@ mod tests {
             clip: None,
         };
         let mut noise = Noise::new(&[5, 6, 7, 8], [1, 32, 32]);
-        let sampler = Sampler::Ddim { steps: 25, eta: 1.0 };
-        let out = sample(&s, sampler, &known, &mut noise, &mut gaussian_eps(&s, mu, sd))?;
+        let sampler = Sampler::Ddim {
+            steps: 25,
+            eta: 1.0,
+        };
+        let out = sample(
+            &s,
+            sampler,
+            &known,
+            &mut noise,
+            &mut gaussian_eps(&s, mu, sd),
+        )?;
         let (m, v) = moments(&out.estimate);
         assert!((m - mu).abs() < 0.01, "estimate mean {m}");
         assert!(v < 0.05 * sd, "estimate spread {v}");
