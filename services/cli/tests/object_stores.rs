@@ -22,16 +22,8 @@ fn azure_blob_fill_equals_local_fill() {
     write(&local_in, &shape, (64, 64), &values);
     write(&remote_in, &shape, (64, 64), &values);
     let grid = ["--tile", "48", "--overlap", "8", "--workers", "2"];
-    for (input, output) in [(&local_in, &local_out), (&remote_in, &remote_out)] {
-        let mut args = vec!["fill", input.as_str(), output.as_str()];
-        args.extend(grid);
-        let out = terrafill(&args);
-        assert!(
-            out.status.success(),
-            "fill {input} -> {output}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    fill_ok(&local_in, &local_out, &grid);
+    fill_ok(&remote_in, &remote_out, &grid);
     assert_eq!(
         bits(&read(&remote_out, "data")),
         bits(&read(&local_out, "data")),
@@ -40,14 +32,7 @@ fn azure_blob_fill_equals_local_fill() {
     assert_eq!(read(&remote_out, "filled"), read(&local_out, "filled"));
     // Re-running the finished job is a no-op, which needs the owner record written with the
     // store's create-if-absent put; another job on that output is refused.
-    let mut args = vec!["fill", remote_in.as_str(), remote_out.as_str()];
-    args.extend(grid);
-    let again = terrafill(&args);
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
+    fill_ok(&remote_in, &remote_out, &grid);
     let other = terrafill(&[
         "fill",
         &remote_in,

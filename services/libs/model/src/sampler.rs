@@ -310,6 +310,14 @@ mod tests {
         }
     }
 
+    /// Mean and standard deviation of the Gaussian data of the exact-predictor tests.
+    const GAUSSIAN: (f64, f64) = (0.7, 0.5);
+
+    /// A mask (and zero values) of four 32×32 samples with no known pixel.
+    fn nothing_known() -> Result<Tensor> {
+        Tensor::zeros((4, 1, 32, 32), candle_core::DType::F32, &Device::Cpu)
+    }
+
     fn moments(t: &Tensor) -> (f64, f64) {
         let v: Vec<f32> = t
             .flatten_all()
@@ -329,9 +337,8 @@ mod tests {
         // under-dispersed: for Gaussian data one η=0 jump scales the variance by
         // (√(ᾱ'ᾱ)s² + √((1−ᾱ')(1−ᾱ)))² / ((ᾱs²+1−ᾱ)(ᾱ's²+1−ᾱ')) ≤ 1 (Cauchy–Schwarz).
         let s = lin();
-        let dev = Device::Cpu;
-        let (mu, sd) = (0.7, 0.5);
-        let mask = Tensor::zeros((4, 1, 32, 32), candle_core::DType::F32, &dev)?;
+        let (mu, sd) = GAUSSIAN;
+        let mask = nothing_known()?;
         let known = Known {
             mask: &mask,
             values: &mask,
@@ -384,9 +391,8 @@ mod tests {
         // μ up to a ᾱ_T-weighted pull towards x_T: its spread over pixels is a small fraction of
         // s, while the samples' spread is s.
         let s = lin();
-        let dev = Device::Cpu;
-        let (mu, sd) = (0.7, 0.5);
-        let mask = Tensor::zeros((4, 1, 32, 32), candle_core::DType::F32, &dev)?;
+        let (mu, sd) = GAUSSIAN;
+        let mask = nothing_known()?;
         let known = Known {
             mask: &mask,
             values: &mask,
