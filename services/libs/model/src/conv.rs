@@ -5,24 +5,29 @@
 //! matmul rate. Here a "same" k×k convolution (stride 1, padding k/2) of sample n is
 //!
 //! ```text
-//! y[n] = [W | b + e[n]] · [im2col(x[n]); 1]       W: [cout, cin·k²], im2col(x[n]): [cin·k², H·W]
+//! y[n] = b + e[n] + W · im2col(x[n])       W: [cout, cin·k²], im2col(x[n]): [cin·k², H·W]
 //! ```
 //!
-//! one gemm per sample, with the bias (and an optional per-sample shift e, such as a residual
-//! block's time embedding) carried by a row of ones, so no separate pass adds it. The backward
-//! pass is two more gemms per sample, ∂W += ∂y[n] · colsᵀ and ∂cols = Wᵀ · ∂y[n], and col2im, the
-//! adjoint of im2col. The columns are rebuilt in the backward pass instead of being kept: a
-//! sample's columns are k² times its input, so keeping them for a whole batch would cost more
-//! memory than the rest of the network's activations, and allocating them afresh for every layer
-//! cost as much time as the arithmetic. On CUDA the layer calls candle's `conv2d`, which is fast
-//! there. The weights are candle-nn's (`weight` [cout, cin, k, k], `bias` [cout]), so checkpoints
-//! are the same on both paths.
+//! with the bias (and an optional per-sample shift e, such as a residual block's time embedding)
+//! written into the output before the gemm accumulates onto it. The backward pass is two more
+//! gemms per sample, ∂W += ∂y[n] · colsᵀ and ∂cols = Wᵀ · ∂y[n], and col2im, the adjoint of
+//! im2col. The columns are rebuilt in the backward pass instead of being kept: a sample's columns
+//! are k² times its input, so keeping them for a whole batch would cost more memory than the rest
+//! of the network's activations. Each thread keeps one columns buffer that it reuses.
+//!
+//! Every gemm runs on one thread and writes straight into its output; the layer is split across
+//! threads by sample and by band of output rows. Many small multi-threaded gemms, one per sample,
+//! spent as much time in rayon's fork-join and in copies as in the arithmetic. On CUDA the layer
+//! calls candle's `conv2d`, which is fast there. The weights are candle-nn's (`weight` [cout, cin,
+//! k, k], `bias` [cout]), so checkpoints are the same on both paths.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
 
 /// Route CPU layers through candle's own ops instead (see [`use_candle_layers`]).
@@ -134,6 +139,12 @@ fn valid_range(d: isize, len: usize) -> std::ops::Range<usize> {
     lo..hi.max(lo)
 }
 
+/// The intersection of two ranges (empty when they do not meet).
+fn intersect(a: std::ops::Range<usize>, b: &std::ops::Range<usize>) -> std::ops::Range<usize> {
+    let lo = a.start.max(b.start);
+    lo..a.end.min(b.end).max(lo)
+}
+
 impl Stencil {
     /// (tap index, dy, dx) of every kernel position.
     fn taps(&self) -> impl Iterator<Item = (usize, isize, isize)> {
@@ -141,59 +152,98 @@ impl Stencil {
         (0..k * k).map(move |t| (t, (t / k) as isize - r, (t % k) as isize - r))
     }
 
-    /// `x` [C, H·W] → [C·k² + 1, H·W]: row `c·k² + dy·k + dx` holds x[c, y + dy − k/2,
-    /// x + dx − k/2] (0 outside the image) at column `y·W + x`; the last row is ones.
-    pub fn im2col(&self, x: &[f32]) -> Vec<f32> {
-        let (kk, hw) = (self.kernel * self.kernel, self.h * self.w);
-        let c = x.len() / hw;
-        let mut cols = vec![0f32; (c * kk + 1) * hw];
-        let (taps, ones) = cols.split_at_mut(c * kk * hw);
-        ones.fill(1.0);
-        taps.par_chunks_mut(kk * hw)
-            .zip(x.par_chunks(hw))
-            .for_each(|(rows, plane)| {
-                for (t, dy, dx) in self.taps() {
-                    let row = &mut rows[t * hw..][..hw];
-                    let xs = valid_range(dx, self.w);
-                    for y in valid_range(dy, self.h) {
-                        let src = (y as isize + dy) as usize * self.w;
-                        let sx = (xs.start as isize + dx) as usize;
-                        row[y * self.w + xs.start..y * self.w + xs.end]
-                            .copy_from_slice(&plane[src + sx..src + sx + xs.len()]);
-                    }
+    /// Columns of the output rows `rows` of one sample `x` [C, H·W], written into `cols`
+    /// [C·k², rows.len()·W] (resized as needed): row `c·k² + dy·k + dx` holds x[c, y + dy − k/2,
+    /// x + dx − k/2] (0 outside the image) at column `(y − rows.start)·W + x`.
+    pub fn im2col_rows(&self, x: &[f32], rows: std::ops::Range<usize>, cols: &mut Vec<f32>) {
+        let (kk, hw, w) = (self.kernel * self.kernel, self.h * self.w, self.w);
+        let band = rows.len() * w;
+        cols.clear();
+        cols.resize(x.len() / hw * kk * band, 0.0);
+        for (out, plane) in cols.chunks_exact_mut(kk * band).zip(x.chunks_exact(hw)) {
+            for (t, dy, dx) in self.taps() {
+                let row = &mut out[t * band..][..band];
+                let xs = valid_range(dx, w);
+                for y in intersect(valid_range(dy, self.h), &rows) {
+                    let src = (y as isize + dy) as usize * w;
+                    let sx = (xs.start as isize + dx) as usize;
+                    let at = (y - rows.start) * w;
+                    row[at + xs.start..at + xs.end]
+                        .copy_from_slice(&plane[src + sx..src + sx + xs.len()]);
                 }
-            });
+            }
+        }
+    }
+
+    /// The columns of a whole sample (see [`Stencil::im2col_rows`]).
+    pub fn im2col(&self, x: &[f32]) -> Vec<f32> {
+        let mut cols = Vec::new();
+        self.im2col_rows(x, 0..self.h, &mut cols);
         cols
     }
 
-    /// The adjoint of [`Stencil::im2col`] without its ones row: `cols` [C·k², H·W] → [C, H·W],
-    /// each entry added back to the pixel it was copied from.
-    pub fn col2im(&self, cols: &[f32]) -> Vec<f32> {
+    /// The adjoint of [`Stencil::im2col`]: `cols` [C·k², H·W] added into `x` [C, H·W], each entry
+    /// onto the pixel it was copied from.
+    pub fn col2im_add(&self, cols: &[f32], x: &mut [f32]) {
         let (kk, hw) = (self.kernel * self.kernel, self.h * self.w);
-        let c = cols.len() / (kk * hw);
-        let mut x = vec![0f32; c * hw];
-        x.par_chunks_mut(hw)
-            .zip(cols.par_chunks(kk * hw))
-            .for_each(|(plane, rows)| {
-                for (t, dy, dx) in self.taps() {
-                    let row = &rows[t * hw..][..hw];
-                    let xs = valid_range(dx, self.w);
-                    for y in valid_range(dy, self.h) {
-                        let dst = (y as isize + dy) as usize * self.w;
-                        let sx = (xs.start as isize + dx) as usize;
-                        let out = &mut plane[dst + sx..dst + sx + xs.len()];
-                        let src = &row[y * self.w + xs.start..y * self.w + xs.end];
-                        for (o, v) in out.iter_mut().zip(src) {
-                            *o += v;
-                        }
+        for (plane, rows) in x.chunks_exact_mut(hw).zip(cols.chunks_exact(kk * hw)) {
+            for (t, dy, dx) in self.taps() {
+                let row = &rows[t * hw..][..hw];
+                let xs = valid_range(dx, self.w);
+                for y in valid_range(dy, self.h) {
+                    let dst = (y as isize + dy) as usize * self.w;
+                    let sx = (xs.start as isize + dx) as usize;
+                    let out = &mut plane[dst + sx..dst + sx + xs.len()];
+                    let src = &row[y * self.w + xs.start..y * self.w + xs.end];
+                    for (o, v) in out.iter_mut().zip(src) {
+                        *o += v;
                     }
                 }
-            });
-        x
+            }
+        }
+    }
+
+    /// Bands of output rows that split `n` samples into about `4 × threads` pieces of work (at
+    /// least [`MIN_BAND_PIXELS`] output pixels each), so a small batch still keeps every core busy.
+    fn bands(&self, n: usize) -> Vec<std::ops::Range<usize>> {
+        let want = (4 * rayon::current_num_threads()).div_ceil(n.max(1));
+        let min_rows = MIN_BAND_PIXELS.div_ceil(self.w.max(1));
+        let rows = self.h.div_ceil(want).max(min_rows).min(self.h.max(1));
+        (0..self.h)
+            .step_by(rows)
+            .map(|y| y..(y + rows).min(self.h))
+            .collect()
     }
 }
 
+/// The fewest output pixels one forward gemm covers: fewer would leave the gemm's micro-kernel
+/// starved of columns.
+const MIN_BAND_PIXELS: usize = 256;
+
+std::thread_local! {
+    /// Each thread's columns buffer, reused across layers and steps: allocating k²× an
+    /// activation afresh for every gemm cost as much time as the arithmetic.
+    static COLS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Each thread's buffer for the columns' gradient in the backward pass.
+    static DCOLS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A row-major matrix view of `data` ([rows, cols]), or an error naming the op.
+fn matrix(data: &[f32], rows: usize, cols: usize) -> Result<ArrayView2<'_, f32>> {
+    ArrayView2::from_shape((rows, cols), data).map_err(|e| candle_core::Error::Msg(e.to_string()))
+}
+
+/// A mutable row-major matrix view of `data` ([rows, cols]).
+fn matrix_mut(data: &mut [f32], rows: usize, cols: usize) -> Result<ArrayViewMut2<'_, f32>> {
+    ArrayViewMut2::from_shape((rows, cols), data)
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))
+}
+
 /// The convolution as one autograd node of (x [N, C, H, W], W [cout, C·k²], shift [N, cout]).
+///
+/// Every gemm is single-threaded and written straight into its output (`ndarray`'s
+/// `general_mat_mul`); the parallelism is across samples and bands of output rows, so one rayon
+/// split covers the whole layer instead of a fork-join per small per-sample gemm.
 #[derive(Debug, Clone, Copy)]
 struct ConvOp(Stencil);
 
@@ -241,18 +291,35 @@ impl CustomOp3 for ConvOp {
             contiguous_f32(("conv2d", "weight"), ws, wl)?,
             contiguous_f32(("conv2d", "shift"), ss, sl)?,
         );
-        let dev = candle_core::Device::Cpu;
-        let mut y = Vec::with_capacity(n * cout * h * w);
-        for (xn, sn) in x.chunks_exact(c * h * w).zip(shift.chunks_exact(cout)) {
-            let cols = Tensor::from_vec(st.im2col(xn), (ckk + 1, h * w), &dev)?;
-            let mut lhs = Vec::with_capacity(cout * (ckk + 1));
-            for (row, &b) in wm.chunks_exact(ckk).zip(sn) {
-                lhs.extend_from_slice(row);
-                lhs.push(b);
+        let wm = matrix(wm, cout, ckk)?;
+        let mut y = vec![0f32; n * cout * h * w];
+        // Every (sample, band of output rows) as its own piece of work, with its output view.
+        let bands = st.bands(n);
+        let mut work = Vec::with_capacity(n * bands.len());
+        for ((yn, xn), sn) in y
+            .chunks_exact_mut(cout * h * w)
+            .zip(x.chunks_exact(c * h * w))
+            .zip(shift.chunks_exact(cout))
+        {
+            let mut rest = matrix_mut(yn, cout, h * w)?;
+            for band in &bands {
+                let (out, tail) = rest.split_at(Axis(1), band.len() * w);
+                work.push((xn, sn, band.clone(), out));
+                rest = tail;
             }
-            let lhs = Tensor::from_vec(lhs, (cout, ckk + 1), &dev)?;
-            y.extend(lhs.matmul(&cols)?.flatten_all()?.to_vec1::<f32>()?);
         }
+        work.into_par_iter()
+            .try_for_each(|(xn, sn, band, mut out)| {
+                for (mut row, &b) in out.rows_mut().into_iter().zip(sn) {
+                    row.fill(b);
+                }
+                COLS.with_borrow_mut(|cols| {
+                    let px = band.len() * w;
+                    st.im2col_rows(xn, band, cols);
+                    general_mat_mul(1.0, &wm, &matrix(cols, ckk, px)?, 1.0, &mut out);
+                    Ok::<_, candle_core::Error>(())
+                })
+            })?;
         Ok((CpuStorage::F32(y), Shape::from((n, cout, h, w))))
     }
 
@@ -267,19 +334,42 @@ impl CustomOp3 for ConvOp {
         let ConvOp(st) = *self;
         let (n, c, h, w) = x.dims4()?;
         let (cout, ckk) = wmat.dims2()?;
+        let hw = h * w;
         let dev = x.device();
         let xs = x.flatten_all()?.to_vec1::<f32>()?;
-        let (wt, grad) = (wmat.detach().t()?, grad.detach().contiguous()?);
-        let mut dw = Tensor::zeros((cout, ckk), x.dtype(), dev)?;
-        let mut dx = Vec::with_capacity(n * c * h * w);
-        for (i, xi) in xs.chunks_exact(c * h * w).enumerate() {
-            // The columns again (cheaper than keeping them), without the bias's ones row.
-            let cols = Tensor::from_vec(st.im2col(xi), (ckk + 1, h * w), dev)?.narrow(0, 0, ckk)?;
-            let gi = grad.get(i)?.reshape((cout, h * w))?;
-            dw = (dw + gi.matmul(&cols.t()?)?)?;
-            let dcols = wt.matmul(&gi)?.flatten_all()?.to_vec1::<f32>()?;
-            dx.extend(st.col2im(&dcols));
-        }
+        let wv = wmat.flatten_all()?.to_vec1::<f32>()?;
+        let gs = grad.flatten_all()?.to_vec1::<f32>()?;
+        let wt = matrix(&wv, cout, ckk)?.reversed_axes();
+        let mut dx = vec![0f32; n * c * hw];
+        // Per sample: ∂cols = Wᵀ·∂y, col2im into ∂x, and the sample's ∂W, summed afterwards in
+        // sample order so the sum does not depend on how rayon split the work (same seed, same
+        // bytes).
+        let per_sample = dx
+            .par_chunks_mut(c * hw)
+            .zip(xs.par_chunks(c * hw))
+            .zip(gs.par_chunks(cout * hw))
+            .map(|((dxn, xn), gn)| {
+                let g = matrix(gn, cout, hw)?;
+                let mut dw = Array2::<f32>::zeros((cout, ckk));
+                COLS.with_borrow_mut(|cols| {
+                    st.im2col_rows(xn, 0..h, cols);
+                    general_mat_mul(1.0, &g, &matrix(cols, ckk, hw)?.t(), 0.0, &mut dw);
+                    Ok::<_, candle_core::Error>(())
+                })?;
+                DCOLS.with_borrow_mut(|dcols| {
+                    dcols.clear();
+                    dcols.resize(ckk * hw, 0.0);
+                    general_mat_mul(1.0, &wt, &g, 0.0, &mut matrix_mut(dcols, ckk, hw)?);
+                    st.col2im_add(dcols, dxn);
+                    Ok::<_, candle_core::Error>(())
+                })?;
+                Ok(dw)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let dw = per_sample
+            .into_iter()
+            .fold(Array2::<f32>::zeros((cout, ckk)), |sum, d| sum + d);
+        let dw = Tensor::from_vec(dw.into_raw_vec_and_offset().0, (cout, ckk), dev)?;
         let dshift = grad.sum((2, 3))?;
         let dx = Tensor::from_vec(dx, (n, c, h, w), dev)?;
         Ok((Some(dx), Some(dw), Some(dshift)))
@@ -348,6 +438,21 @@ mod tests {
     }
 
     #[test]
+    fn bands_of_rows_cover_a_larger_image() -> anyhow::Result<()> {
+        // One sample of 40×40 is split into several bands of output rows (see `Stencil::bands`).
+        let st = Stencil {
+            kernel: 3,
+            h: 40,
+            w: 40,
+        };
+        let bands = st.bands(1);
+        assert_eq!(bands.first().map(|b| b.start), Some(0));
+        assert_eq!(bands.last().map(|b| b.end), Some(40));
+        assert!(bands.windows(2).all(|p| p[0].end == p[1].start));
+        matches_candle(3, (1, 3, 4, 40, 40))
+    }
+
+    #[test]
     fn tiny_images_keep_their_borders() -> anyhow::Result<()> {
         // 1×1 and 2×1 images: every tap but the centre falls outside.
         matches_candle(3, (1, 2, 3, 1, 1))?;
@@ -356,16 +461,17 @@ mod tests {
 
     #[test]
     fn col2im_is_the_adjoint_of_im2col() -> anyhow::Result<()> {
-        // <im2col(x), c> = <x, col2im(c)> for random x and c (the ones row aside).
+        // <im2col(x), c> = <x, col2im(c)> for random x and c.
         let dev = Device::Cpu;
         let (ch, h, w) = (3, 5, 4);
         let st = Stencil { kernel: 3, h, w };
         let x: Vec<f32> = Tensor::randn(0f32, 1.0, ch * h * w, &dev)?.to_vec1()?;
         let c: Vec<f32> = Tensor::randn(0f32, 1.0, ch * 9 * h * w, &dev)?.to_vec1()?;
         let cols = st.im2col(&x);
-        assert!(cols[ch * 9 * h * w..].iter().all(|&v| v == 1.0));
+        let mut back = vec![0f32; x.len()];
+        st.col2im_add(&c, &mut back);
         let lhs: f32 = cols.iter().zip(&c).map(|(a, b)| a * b).sum();
-        let rhs: f32 = st.col2im(&c).iter().zip(&x).map(|(a, b)| a * b).sum();
+        let rhs: f32 = back.iter().zip(&x).map(|(a, b)| a * b).sum();
         assert!(
             (lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0),
             "{lhs} vs {rhs}"
