@@ -41,6 +41,10 @@ pub enum Command {
     Train(TrainArgs),
     /// Fill gaps in the bundled sample scene and score the result against the withheld truth.
     Demo(DemoArgs),
+    /// Draw a filled scene as a PNG: the input, the fill (filled pixels outlined), the spread.
+    Preview(PreviewArgs),
+    /// Convert a GeoTIFF into a Zarr scene (no-data as NaN; CRS, geotransform, x/y coordinates).
+    Import(ImportArgs),
 }
 
 /// The methods of `--method`.
@@ -70,6 +74,14 @@ pub struct FillArgs {
     /// Fill method.
     #[arg(long, value_enum, default_value_t = MethodArg::Idw)]
     pub method: MethodArg,
+    /// Leave gaps farther than this many pixels from every observed pixel (of the same band)
+    /// missing, like GDAL FillNodata's -md; default: fill every gap.
+    #[arg(long, allow_negative_numbers = true)]
+    pub max_distance: Option<u64>,
+    /// Array (in the input group) non-zero where missing pixels must stay missing, such as a
+    /// scene's no-data collar; shaped like the data or like its [y, x].
+    #[arg(long)]
+    pub keep_array: Option<String>,
     /// Diffusion checkpoint (safetensors) URL.
     #[arg(long)]
     pub checkpoint: Option<String>,
@@ -164,6 +176,10 @@ pub struct StatusArgs {
     /// How long to listen on the broker, in seconds.
     #[arg(long, allow_negative_numbers = true, default_value_t = 10)]
     pub wait: u64,
+    /// Call a running job `stale` (and warn) when its status has not changed for this many
+    /// seconds: its stitcher, workers or coordinator may be down.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 300)]
+    pub stale_after: u64,
 }
 
 /// `eval`.
@@ -224,6 +240,35 @@ pub struct TrainArgs {
     /// auto, cpu or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
+}
+
+/// `preview`.
+#[derive(Debug, Clone, Args)]
+pub struct PreviewArgs {
+    /// A `fill` output (Zarr group with `data` and `filled`, and `spread` for ensembles).
+    pub output: String,
+    /// Where to write the PNG.
+    #[arg(long)]
+    pub png: PathBuf,
+    /// Planes to show, counted over the leading dimensions flattened (band, or time×band): three
+    /// for red, green and blue, or one for grey. Default: the first three, or the first one.
+    #[arg(long, value_delimiter = ',')]
+    pub planes: Option<Vec<u64>>,
+}
+
+/// `import`.
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// GeoTIFF (a path or any supported URL).
+    pub input: String,
+    /// Zarr group to write.
+    pub output: String,
+    /// Name of the data array.
+    #[arg(long, default_value = "data")]
+    pub array: String,
+    /// Chunk side in pixels.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 256)]
+    pub chunk: u64,
 }
 
 /// `demo`.

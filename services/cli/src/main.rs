@@ -5,6 +5,8 @@ mod commands;
 mod config;
 mod embedded;
 mod gaps;
+mod geotiff;
+mod preview;
 mod progress;
 
 use std::io::IsTerminal;

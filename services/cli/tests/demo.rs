@@ -10,10 +10,28 @@ use common::*;
 #[test]
 fn demo_fills_the_bundled_scene_and_prints_its_score() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display().to_string();
-    let out = terrafill(&["demo", "--dir", &d, "--method", "idw"]);
+    // An installed binary: a copy elsewhere, run from another directory, still finds its assets.
+    let installed = dir.path().join("bin/terrafill");
+    std::fs::create_dir_all(installed.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_terrafill"), &installed).unwrap();
+    let demo_dir = dir.path().join("demo");
+    let d = demo_dir.display().to_string();
+    let run = || {
+        std::process::Command::new(&installed)
+            .args(["demo", "--dir", &d, "--method", "idw"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let started = std::time::Instant::now();
+    let out = run();
+    let first = started.elapsed();
+    let (text, log) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    eprintln!("{text}{log}");
     assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
     let row = text
         .lines()
         .find(|l| l.starts_with("| idw |"))
@@ -21,8 +39,28 @@ fn demo_fills_the_bundled_scene_and_prints_its_score() {
     let rmse: f64 = row.split('|').nth(2).unwrap().trim().parse().unwrap();
     // The bundled scene's bands span ~0-255 DN; a working fill is far below the band spread.
     assert!(rmse > 0.0 && rmse < 100.0, "idw RMSE {rmse}");
-    assert!(dir.path().join("input.zarr/zarr.json").exists());
-    assert!(dir.path().join("filled-idw.zarr/zarr.json").exists());
+    for written in ["input.zarr", "truth.zarr", "filled-idw.zarr"] {
+        assert!(
+            demo_dir.join(written).join("zarr.json").exists(),
+            "{written}"
+        );
+    }
+    let png = std::fs::read(demo_dir.join("filled-idw.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    // Not on a terminal: progress comes as plain lines counting tiles.
+    assert!(
+        log.lines().any(|l| l.contains("tiles") && l.contains('%')),
+        "no progress line in: {log}"
+    );
+
+    // A re-run prints the stored table at once, with the same row.
+    let started = std::time::Instant::now();
+    let again = run();
+    assert!(again.status.success());
+    let text = String::from_utf8_lossy(&again.stdout);
+    assert!(text.contains("previous run"), "{text}");
+    assert!(text.lines().any(|l| l == row), "{text}");
+    assert!(started.elapsed() < first, "the re-run recomputed");
 }
 
 #[test]

@@ -213,3 +213,120 @@ fn eval_scores_members_like_properscoring() {
         1e-6,
     );
 }
+
+#[test]
+fn max_distance_and_keep_array_leave_pixels_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.zarr").display().to_string();
+    let (h, w) = (60usize, 64usize);
+    let shape = [2u64, h as u64, w as u64];
+    // A smooth field with a 30×30 hole in both bands and a 3-row no-data collar at the top.
+    let mut values: Vec<f32> = (0..2 * h * w)
+        .map(|i| ((i % w) as f32 * 0.1).sin() + (i / w % h) as f32 * 0.05)
+        .collect();
+    let hole = |y: usize, x: usize| (15..45).contains(&y) && (17..47).contains(&x);
+    let collar = |y: usize| y < 3;
+    for (i, v) in values.iter_mut().enumerate() {
+        let (y, x) = (i / w % h, i % w);
+        if hole(y, x) || collar(y) {
+            *v = f32::NAN;
+        }
+    }
+    write(&input, &shape, (32, 32), &values);
+    let keep: Vec<f32> = (0..h * w)
+        .map(|i| f32::from(u8::from(collar(i / w))))
+        .collect();
+    write_array(&input, "collar", &[h as u64, w as u64], (32, 32), &keep);
+
+    let output = dir.path().join("out.zarr").display().to_string();
+    let d = 5.0f64;
+    let flags = [
+        "--max-distance",
+        "5",
+        "--keep-array",
+        "collar",
+        "--tile",
+        "32",
+    ];
+    fill_ok(&input, &output, &flags);
+    let (data, filled) = (read(&output, "data"), read(&output, "filled"));
+    for (i, (&v, &f)) in data.iter().zip(&filled).enumerate() {
+        let (y, x) = (i / w % h, i % w);
+        if collar(y) {
+            assert!(v.is_nan() && f == 0.0, "collar pixel ({y}, {x}) was filled");
+        } else if hole(y, x) {
+            // Distance to the nearest observed pixel: out of the hole's nearest edge.
+            let dy = (y - 14).min(45 - y) as f64;
+            let dx = (x - 16).min(47 - x) as f64;
+            let near = dy.min(dx) <= d;
+            assert_eq!(v.is_finite(), near, "({y}, {x}) at {} px", dy.min(dx));
+            assert_eq!(f == 1.0, near, "filled flag at ({y}, {x})");
+        } else {
+            assert_eq!(
+                v.to_bits(),
+                values[i].to_bits(),
+                "observed ({y}, {x}) changed"
+            );
+        }
+    }
+    // Without the rule every gap is filled: the rule, not the method, left those pixels.
+    let all = dir.path().join("all.zarr").display().to_string();
+    fill_ok(&input, &all, &["--tile", "32"]);
+    assert!(read(&all, "data").iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn an_xarray_int16_scene_with_a_fill_value_and_coordinates_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("xr.zarr").display().to_string();
+    let output = dir.path().join("out.zarr").display().to_string();
+    let script = root().join("tests/interop/xarray_roundtrip.py");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(python())
+            .arg(&script)
+            .args(args)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{args:?}: {text}");
+    };
+    run(&["write", &input]);
+    fill_ok(&input, &output, &["--array", "t2m", "--tile", "32"]);
+    run(&["check", &input, &output]);
+}
+
+#[test]
+fn a_geotiff_imports_fills_and_reopens_in_xarray_with_its_crs_and_coordinates() {
+    let dir = tempfile::tempdir().unwrap();
+    let tif = dir.path().join("scene.tif").display().to_string();
+    let scene = dir.path().join("scene.zarr").display().to_string();
+    let output = dir.path().join("out.zarr").display().to_string();
+    let script = root().join("tests/interop/geotiff_roundtrip.py");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(python())
+            .arg(&script)
+            .args(args)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{args:?}: {text}");
+    };
+    run(&["write", &tif]);
+    // `fill` points a GeoTIFF at `import` instead of failing on a missing zarr.json.
+    let direct = terrafill(&["fill", &tif, &output]);
+    assert!(!direct.status.success());
+    assert!(String::from_utf8_lossy(&direct.stderr).contains("terrafill import"));
+    let imported = terrafill(&["import", &tif, &scene]);
+    assert!(imported.status.success());
+    assert!(String::from_utf8_lossy(&imported.stdout).contains("EPSG:32618"));
+    fill_ok(&scene, &output, &["--tile", "32"]);
+    run(&["check", &tif, &output]);
+}

@@ -127,6 +127,7 @@ pub(crate) async fn plan(
                 tiles_total: grid.len(),
                 tiles_dirty: dirty.count(),
                 signature: signature.clone(),
+                planned_unix_ms: wire::unix_ms_now(),
             };
             let mosaic = MosaicSpec {
                 members: spec.members_written(),

@@ -40,6 +40,10 @@ pub struct FillRequest {
     pub job_id: Option<String>,
     /// Staging URL; default: the output URL with `.staging` appended.
     pub staging: Option<String>,
+    /// Leave gaps farther than this many pixels from every observed pixel missing.
+    pub max_distance: Option<u64>,
+    /// Array of the input group, non-zero where missing pixels must stay missing.
+    pub keep_array: Option<String>,
 }
 
 /// The largest tile side: a tile and its context must fit a worker's memory many times over.
@@ -65,6 +69,8 @@ impl FillRequest {
             eta: 1.0,
             job_id: None,
             staging: None,
+            max_distance: None,
+            keep_array: None,
         }
     }
 
@@ -94,6 +100,9 @@ impl FillRequest {
         }
         if self.method == Method::Unspecified {
             return invalid("no method given".into());
+        }
+        if self.max_distance == Some(0) {
+            return invalid("--max-distance must be at least 1 pixel".into());
         }
         if self.method == Method::Diffusion {
             if self.checkpoint.is_none() {
@@ -144,7 +153,7 @@ impl FillRequest {
             return JobId::parse(id);
         }
         let key = format!(
-            "{}|{}|{:?}|{}|{:?}|{}|{}|{}|{:?}|{}|{}|{:?}|{}{}",
+            "{}|{}|{:?}|{}|{:?}|{}|{}|{}|{:?}|{}|{}|{:?}|{}{}{}{}",
             self.input,
             self.array,
             self.mask_array,
@@ -159,7 +168,12 @@ impl FillRequest {
             self.member,
             self.eta,
             // Only set flags extend the key, so jobs without them keep their ids.
-            if self.members { "|members" } else { "" }
+            if self.members { "|members" } else { "" },
+            self.max_distance
+                .map_or(String::new(), |d| format!("|max_distance={d}")),
+            self.keep_array
+                .as_ref()
+                .map_or(String::new(), |k| format!("|keep={k}")),
         );
         JobId::parse(&format!("job-{:016x}", fnv1a(key.as_bytes())))
     }
@@ -205,6 +219,8 @@ impl FillRequest {
             eta: if diffusion { self.eta } else { 0.0 },
             dimension_names,
             members: diffusion && self.members,
+            max_distance: self.max_distance.unwrap_or(0),
+            keep_array: self.keep_array.clone().unwrap_or_default(),
         }
     }
 }

@@ -8,6 +8,7 @@ use wire::v1::{JobPlan, JobSpec, JobState, JobStatus, Method, TileOutput};
 use wire::{staging_keys, JobId, JobKey, TileSet};
 use zarr_io::{Mosaic, MosaicSpec, Scene, Staging};
 
+use crate::leave_alone::LeaveAlone;
 use crate::tile_cache::{CachedTile, TileCache};
 use crate::{StitcherError, StitcherMetrics};
 
@@ -20,6 +21,8 @@ pub struct StitchJob {
     pub id: JobId,
     /// The job spec from the plan.
     pub spec: JobSpec,
+    /// When the coordinator planned the job (Unix ms).
+    started_unix_ms: u64,
     grid: TileGrid,
     chunks: ChunkGrid,
     dirty: TileSet,
@@ -29,6 +32,7 @@ pub struct StitchJob {
     written: Vec<bool>,
     written_count: u64,
     scene: Scene,
+    leave_alone: Option<LeaveAlone>,
     mosaic: Mosaic,
     staging: Staging,
     cache: TileCache,
@@ -109,6 +113,7 @@ impl StitchJob {
         }
         let grid = spec.grid().map_err(wire_err)?;
         let chunks = spec.chunk_grid().map_err(wire_err)?;
+        let started_unix_ms = plan.planned_unix_ms;
         let dirty = TileSet::from_bytes(plan.dirty_tiles, grid.len()).ok_or_else(|| {
             StitcherError::Inconsistent {
                 job: id.to_string(),
@@ -119,6 +124,7 @@ impl StitchJob {
         let scene = Scene::open(&spec.input_url, &spec.array, mask)
             .await
             .map_err(storage)?;
+        let leave_alone = LeaveAlone::open(&spec, &scene).await.map_err(storage)?;
         let layout = MosaicSpec {
             members: spec.members_written(),
             ..MosaicSpec::for_scene(&scene, (spec.chunk_y, spec.chunk_x), spec.with_spread())
@@ -164,6 +170,7 @@ impl StitchJob {
         Ok(Loaded::Active(Box::new(Self {
             id,
             spec,
+            started_unix_ms,
             grid,
             chunks,
             dirty,
@@ -172,6 +179,7 @@ impl StitchJob {
             written,
             written_count,
             scene,
+            leave_alone,
             mosaic,
             staging,
             cache: TileCache::new(capacity),
@@ -221,6 +229,8 @@ impl StitchJob {
             tiles_done: self.done.count(),
             error,
             output_url: self.spec.output_url.clone(),
+            started_unix_ms: self.started_unix_ms,
+            updated_unix_ms: wire::unix_ms_now(),
         }
     }
 
@@ -249,6 +259,10 @@ impl StitchJob {
             .await
             .map_err(storage)?
             .values;
+        let leave = match &self.leave_alone {
+            Some(rule) => Some(rule.mask(&self.scene, window).await.map_err(storage)?),
+            None => None,
+        };
         let mut data = input.clone();
         let mut filled = vec![0u8; input.len()];
         let ensemble = self.spec.with_spread();
@@ -304,7 +318,8 @@ impl StitchJob {
                     if !v.is_nan() {
                         data[i] = v;
                     }
-                } else if input[i].is_nan() && !v.is_nan() {
+                } else if input[i].is_nan() && !v.is_nan() && !leave.as_ref().is_some_and(|l| l[i])
+                {
                     data[i] = v;
                     filled[i] = 1;
                     if let (Some(s), Some(bs)) = (spread.as_mut(), blended_spread.as_ref()) {
@@ -374,8 +389,8 @@ impl StitchJob {
         Ok(tile)
     }
 
-    /// Writes the group metadata with provenance (the output now opens as complete), records
-    /// success and drops the staged tiles.
+    /// Copies the input's coordinate arrays, writes the group metadata with provenance (the output
+    /// now opens as complete), records success and drops the staged tiles.
     ///
     /// # Errors
     /// [`StitcherError::Storage`] when the writes fail.
@@ -384,6 +399,12 @@ impl StitchJob {
             job: self.id.to_string(),
             source,
         };
+        let coordinates = self
+            .mosaic
+            .copy_coordinates(&self.scene)
+            .await
+            .map_err(storage)?;
+        tracing::debug!(job = %self.id, ?coordinates, "coordinates copied");
         let mut attrs = self.scene.group_attributes();
         attrs.insert("terrafill".into(), provenance(&self.spec));
         self.mosaic.finalize(attrs).await.map_err(storage)?;

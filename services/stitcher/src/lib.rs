@@ -4,6 +4,7 @@
 
 mod error;
 mod job;
+mod leave_alone;
 mod metrics;
 mod tile_cache;
 

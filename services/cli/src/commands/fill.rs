@@ -98,6 +98,15 @@ async fn submit_and_wait(
 
 /// The coordinator request for the flags; diffusion defaults its tile to the checkpoint's.
 async fn request(args: &FillArgs) -> anyhow::Result<FillRequest> {
+    let lower = args.input.to_lowercase();
+    if lower.ends_with(".tif") || lower.ends_with(".tiff") {
+        anyhow::bail!(
+            "{} looks like a GeoTIFF; fill reads Zarr scenes: convert it first with \
+             `terrafill import {} SCENE.zarr`",
+            args.input,
+            args.input
+        );
+    }
     let mut req = FillRequest::new(&args.input, &args.output);
     req.array = args.array.clone();
     req.mask_array = args.mask_array.clone();
@@ -111,6 +120,8 @@ async fn request(args: &FillArgs) -> anyhow::Result<FillRequest> {
     req.seed = args.seed;
     req.job_id = args.job_id.clone();
     req.staging = args.staging.clone();
+    req.max_distance = args.max_distance;
+    req.keep_array = args.keep_array.clone();
     let (tile, overlap) = match (args.method, &args.checkpoint) {
         (MethodArg::Diffusion, Some(url)) => {
             let t = checkpoint_for_input(url, args).await?;

@@ -3,6 +3,8 @@
 mod demo;
 mod eval;
 mod fill;
+mod import;
+mod preview;
 mod services;
 mod status;
 mod train;
@@ -24,6 +26,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval::eval(&args).await,
         Command::Train(args) => train::train(&args).await,
         Command::Demo(args) => demo::demo(&args, &cfg).await,
+        Command::Preview(args) => preview::preview(&args).await,
+        Command::Import(args) => import::import(&args).await,
     }
 }
 

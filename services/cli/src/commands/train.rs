@@ -63,8 +63,17 @@ pub async fn train(args: &TrainArgs) -> anyhow::Result<()> {
                     bar.set_position(p.step as u64);
                     bar.set_message(format!("loss {:.4}", p.loss));
                 } else if last_log.elapsed().as_secs() >= 10 || p.step == p.steps {
+                    // Not on a terminal (a log file, a CI job): a plain line every 10 s.
                     last_log = Instant::now();
-                    tracing::warn!(step = p.step, steps = p.steps, loss = p.loss, "training");
+                    let rate = p.step as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                    let left = p.steps.saturating_sub(p.step) as f64 / rate.max(1e-9);
+                    eprintln!(
+                        "training: step {}/{} ({:.0}%), loss {:.4}, {rate:.2} steps/s, {left:.0} s left",
+                        p.step,
+                        p.steps,
+                        100.0 * p.step as f64 / p.steps.max(1) as f64,
+                        p.loss
+                    );
                 }
             },
         );

@@ -20,6 +20,14 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/terrafill.v1.rs"));
 }
 
+/// Milliseconds since the Unix epoch now (0 if the clock is before it): the timestamps of plans
+/// and statuses.
+pub fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 impl v1::JobSpec {
     /// The validated job id.
     ///

@@ -82,6 +82,7 @@ fn seeds() -> Vec<Vec<u8>> {
         tiles_total: 320,
         tiles_dirty: 120,
         signature: Vec::new(),
+        planned_unix_ms: 1_764_748_800_000,
     };
     let output = TileOutput {
         tile_index: 5,
@@ -95,6 +96,8 @@ fn seeds() -> Vec<Vec<u8>> {
         state: 1,
         chunks_total: 20,
         chunks_written: 3,
+        started_unix_ms: 1_764_748_800_000,
+        updated_unix_ms: 1_764_748_860_000,
         ..JobStatus::default()
     };
     vec![

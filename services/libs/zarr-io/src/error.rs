@@ -251,6 +251,19 @@ pub enum ZarrIoError {
         source: Box<ArrayError>,
     },
 
+    /// A coordinate array could not be copied from the input (or written) into the output.
+    #[error("writing coordinate array `{array}` (from `{from}`) into `{url}` failed: {reason}")]
+    CopyCoordinate {
+        /// The output location.
+        url: String,
+        /// Where the values came from (the input location).
+        from: String,
+        /// The coordinate array.
+        array: String,
+        /// What failed.
+        reason: String,
+    },
+
     /// Writing array or group metadata failed.
     #[error("writing metadata of `{node}` in `{url}` failed: {source}")]
     WriteMetadata {

@@ -8,6 +8,7 @@
 //! - [`Staging`]: validated keys for tile outputs and job state.
 
 mod convert;
+mod coordinates;
 mod error;
 mod location;
 mod mosaic;
@@ -19,6 +20,7 @@ mod scene_writer;
 mod staging;
 mod zarr_store;
 
+pub use coordinates::write_coordinate;
 pub use error::ZarrIoError;
 pub use location::{
     get_bytes, locations_overlap, open_store, put_bytes, store_error_hint, StoreAndPrefix,

@@ -135,6 +135,11 @@ impl Mosaic {
         })
     }
 
+    /// The output's Zarr store.
+    pub(crate) fn zarr_store(&self) -> Arc<ZarrStore> {
+        self.zarr.clone()
+    }
+
     /// The output location.
     pub fn url(&self) -> &str {
         &self.url

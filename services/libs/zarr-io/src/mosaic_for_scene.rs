@@ -1,6 +1,18 @@
 //! The output layout that mirrors an input scene.
 
+use serde_json::{Map, Value};
+
 use crate::{MosaicSpec, Scene};
+
+/// The input array's attributes as they apply to the float32 output: without the ones that
+/// encode missing values (the output marks them NaN, and an integer `_FillValue` on float data
+/// stops xarray from opening it).
+fn float_attributes(mut attributes: Map<String, Value>) -> Map<String, Value> {
+    for key in crate::scene::MISSING_ATTRIBUTES {
+        attributes.remove(key);
+    }
+    attributes
+}
 
 impl MosaicSpec {
     /// A mosaic with the scene's shape, dimension names and array attributes, chunked
@@ -12,7 +24,7 @@ impl MosaicSpec {
             dimension_names: scene.dimension_names(),
             with_spread,
             members: 0,
-            array_attributes: scene.array_attributes(),
+            array_attributes: float_attributes(scene.array_attributes()),
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::pad::reflect_pad;
 use crate::zarr_store::{open_zarr_store, Objects, Opened, ZarrStore};
 
 /// Attributes that name a sentinel for missing data, in the order they are looked up.
-const MISSING_ATTRIBUTES: [&str; 3] = ["_FillValue", "missing_value", "nodata"];
+pub(crate) const MISSING_ATTRIBUTES: [&str; 3] = ["_FillValue", "missing_value", "nodata"];
 
 /// xarray's attribute holding the dimension names of a Zarr v2 array.
 const XARRAY_DIMENSIONS: &str = "_ARRAY_DIMENSIONS";
