@@ -108,6 +108,19 @@ fn bad_flags_are_refused_before_any_work() {
         &["fill", &input, &out, "--members"],
         "--members needs --method diffusion",
     );
+    fails_with(
+        &["fill", &input, &out, "--max-distance", "0"],
+        "--max-distance must be at least 1",
+    );
+    // A keep array that does not exist is named with what the group holds.
+    let err = fails_with(&["fill", &input, &out, "--keep-array", "collar"], "collar");
+    assert!(err.contains("it holds: data"), "{err}");
+    // `import` of something that is not a TIFF names the file.
+    let not_tiff = dir.path().join("scene.tif");
+    std::fs::write(&not_tiff, b"GIF89a, not a TIFF").unwrap();
+    let not_tiff = not_tiff.display().to_string();
+    let err = fails_with(&["import", &not_tiff, &out], "not a TIFF file");
+    assert!(err.contains(&not_tiff), "{err}");
     assert!(!std::path::Path::new(&out).exists());
     // A device that cannot be opened stops the run at once, even for a method that never uses
     // it, instead of failing tile by tile or being ignored.

@@ -5,7 +5,7 @@
 use tiling::TileGrid;
 use wire::v1::{JobPlan, JobSpec, JobState, JobStatus, Method};
 use wire::{staging_keys, JobId, JobKey, TileSet};
-use zarr_io::{Mosaic, MosaicSpec, Scene, Staging};
+use zarr_io::{LeaveAlone, Mosaic, MosaicSpec, Scene, Staging};
 
 use crate::{CoordinatorError, CoordinatorMetrics, FillRequest};
 
@@ -43,6 +43,14 @@ pub(crate) async fn plan(
     let scene = Scene::open(&req.input, &req.array, mask)
         .await
         .map_err(storage(format!("opening input {}", req.input)))?;
+    // A keep array that cannot be used stops the job here rather than in the stitcher.
+    let keep = req.keep_array.as_deref().unwrap_or_default();
+    LeaveAlone::open(&scene, keep, req.max_distance.unwrap_or(0))
+        .await
+        .map_err(storage(format!(
+            "opening --keep-array {keep} of {}",
+            req.input
+        )))?;
     let staging = Staging::open(&req.staging_url())
         .map_err(storage(format!("opening staging {}", req.staging_url())))?;
     let shape = scene.shape().to_vec();

@@ -6,9 +6,8 @@ use std::sync::Arc;
 use tiling::{Blender, ChunkGrid, TileGrid};
 use wire::v1::{JobPlan, JobSpec, JobState, JobStatus, Method, TileOutput};
 use wire::{staging_keys, JobId, JobKey, TileSet};
-use zarr_io::{Mosaic, MosaicSpec, Scene, Staging};
+use zarr_io::{LeaveAlone, Mosaic, MosaicSpec, Scene, Staging};
 
-use crate::leave_alone::LeaveAlone;
 use crate::tile_cache::{CachedTile, TileCache};
 use crate::{StitcherError, StitcherMetrics};
 
@@ -124,7 +123,9 @@ impl StitchJob {
         let scene = Scene::open(&spec.input_url, &spec.array, mask)
             .await
             .map_err(storage)?;
-        let leave_alone = LeaveAlone::open(&spec, &scene).await.map_err(storage)?;
+        let leave_alone = LeaveAlone::open(&scene, &spec.keep_array, spec.max_distance)
+            .await
+            .map_err(storage)?;
         let layout = MosaicSpec {
             members: spec.members_written(),
             ..MosaicSpec::for_scene(&scene, (spec.chunk_y, spec.chunk_x), spec.with_spread())

@@ -4,7 +4,6 @@
 
 mod error;
 mod job;
-mod leave_alone;
 mod metrics;
 mod tile_cache;
 

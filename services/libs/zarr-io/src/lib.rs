@@ -5,11 +5,13 @@
 //! - [`Scene`]: input scenes read window by window as `f32`, missing pixels as NaN;
 //! - [`Mosaic`]: output groups written chunk by chunk and finalized last;
 //! - [`claim`], [`owner`]: which job owns an output;
-//! - [`Staging`]: validated keys for tile outputs and job state.
+//! - [`Staging`]: validated keys for tile outputs and job state;
+//! - [`LeaveAlone`]: the missing pixels a job leaves missing (keep array, maximum distance).
 
 mod convert;
 mod coordinates;
 mod error;
+mod leave_alone;
 mod location;
 mod mosaic;
 mod mosaic_for_scene;
@@ -22,6 +24,7 @@ mod zarr_store;
 
 pub use coordinates::write_coordinate;
 pub use error::ZarrIoError;
+pub use leave_alone::LeaveAlone;
 pub use location::{
     get_bytes, locations_overlap, open_store, put_bytes, store_error_hint, StoreAndPrefix,
 };

@@ -4,37 +4,43 @@
 //! decides the same whichever tiles cover it.
 
 use tiling::Window;
-use wire::v1::JobSpec;
-use zarr_io::{Scene, ZarrIoError};
+
+use crate::{Scene, ZarrIoError};
 
 /// What a job leaves alone; `None` from [`LeaveAlone::open`] when it fills every gap.
-pub(crate) struct LeaveAlone {
+#[derive(Debug)]
+pub struct LeaveAlone {
     keep: Option<Scene>,
     max_distance: Option<u64>,
 }
 
 impl LeaveAlone {
-    /// The job's rule, opening its keep array.
+    /// The rule for the scene `data`: its group's array `keep_array`, non-zero where missing
+    /// pixels stay missing, and a `max_distance` in pixels (0: none).
     ///
     /// # Errors
     /// The keep array cannot be opened, or fits neither the data's shape nor its [y, x].
-    pub(crate) async fn open(spec: &JobSpec, data: &Scene) -> Result<Option<Self>, ZarrIoError> {
-        let keep = match spec.keep_array.as_str() {
+    pub async fn open(
+        data: &Scene,
+        keep_array: &str,
+        max_distance: u64,
+    ) -> Result<Option<Self>, ZarrIoError> {
+        let keep = match keep_array {
             "" => None,
-            name => Some(Scene::open(&spec.input_url, name, None).await?),
+            name => Some(Scene::open(data.url(), name, None).await?),
         };
         if let Some(k) = &keep {
             let yx = &data.shape()[data.shape().len() - 2..];
             if k.shape() != data.shape() && k.shape() != yx {
                 return Err(ZarrIoError::MaskShape {
-                    url: spec.input_url.clone(),
-                    mask: spec.keep_array.clone(),
+                    url: data.url().to_owned(),
+                    mask: keep_array.to_owned(),
                     mask_shape: k.shape().to_vec(),
                     data_shape: data.shape().to_vec(),
                 });
             }
         }
-        let max_distance = (spec.max_distance > 0).then_some(spec.max_distance);
+        let max_distance = (max_distance > 0).then_some(max_distance);
         Ok((keep.is_some() || max_distance.is_some()).then_some(Self { keep, max_distance }))
     }
 
@@ -42,11 +48,7 @@ impl LeaveAlone {
     ///
     /// # Errors
     /// Reading the keep array or the context around the chunk fails.
-    pub(crate) async fn mask(
-        &self,
-        data: &Scene,
-        window: Window,
-    ) -> Result<Vec<bool>, ZarrIoError> {
+    pub async fn mask(&self, data: &Scene, window: Window) -> Result<Vec<bool>, ZarrIoError> {
         let lead = data.lead_len() as usize;
         let plane = window.area() as usize;
         let mut leave = vec![false; lead * plane];
