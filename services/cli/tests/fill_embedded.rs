@@ -280,20 +280,7 @@ fn an_xarray_int16_scene_with_a_fill_value_and_coordinates_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("xr.zarr").display().to_string();
     let output = dir.path().join("out.zarr").display().to_string();
-    let script = root().join("tests/interop/xarray_roundtrip.py");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(python())
-            .arg(&script)
-            .args(args)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "{args:?}: {text}");
-    };
+    let run = |args: &[&str]| interop("xarray_roundtrip.py", args);
     run(&["write", &input]);
     fill_ok(&input, &output, &["--array", "t2m", "--tile", "32"]);
     run(&["check", &input, &output]);
@@ -305,20 +292,7 @@ fn a_geotiff_imports_fills_and_reopens_in_xarray_with_its_crs_and_coordinates() 
     let tif = dir.path().join("scene.tif").display().to_string();
     let scene = dir.path().join("scene.zarr").display().to_string();
     let output = dir.path().join("out.zarr").display().to_string();
-    let script = root().join("tests/interop/geotiff_roundtrip.py");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(python())
-            .arg(&script)
-            .args(args)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "{args:?}: {text}");
-    };
+    let run = |args: &[&str]| interop("geotiff_roundtrip.py", args);
     run(&["write", &tif]);
     // `fill` points a GeoTIFF at `import` instead of failing on a missing zarr.json.
     let direct = terrafill(&["fill", &tif, &output]);
@@ -329,4 +303,19 @@ fn a_geotiff_imports_fills_and_reopens_in_xarray_with_its_crs_and_coordinates() 
     assert!(String::from_utf8_lossy(&imported.stdout).contains("EPSG:32618"));
     fill_ok(&scene, &output, &["--tile", "32"]);
     run(&["check", &tif, &output]);
+}
+
+/// Runs `tests/interop/SCRIPT ARGS…` with the test Python and asserts that it succeeded.
+fn interop(script: &str, args: &[&str]) {
+    let out = std::process::Command::new(python())
+        .arg(root().join("tests/interop").join(script))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{script} {args:?}: {text}");
 }
