@@ -21,7 +21,7 @@ pub async fn write_coordinate(
 ) -> Result<(), ZarrIoError> {
     let err = |reason: String| ZarrIoError::CopyCoordinate {
         url: url.to_owned(),
-        from: "memory".to_owned(),
+        from: "the values given".to_owned(),
         array: name.to_owned(),
         reason,
     };
@@ -37,14 +37,22 @@ pub async fn write_coordinate(
     .attributes(attributes)
     .build(opened.zarr.clone(), &format!("/{name}"))
     .map_err(|e| err(e.to_string()))?;
+    store_whole(&array, values.to_vec()).await.map_err(err)
+}
+
+/// Writes `array`'s metadata, then `values` as its whole content.
+async fn store_whole<'a>(
+    array: &Array<crate::zarr_store::ZarrStore>,
+    values: impl zarrs::array::IntoArrayBytes<'a> + Send,
+) -> Result<(), String> {
     array
         .async_store_metadata()
         .await
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
     array
-        .async_store_array_subset(&array.subset_all(), values.to_vec())
+        .async_store_array_subset(&array.subset_all(), values)
         .await
-        .map_err(|e| err(e.to_string()))
+        .map_err(|e| e.to_string())
 }
 
 impl Mosaic {
@@ -86,14 +94,7 @@ impl Mosaic {
             let target = builder
                 .build(self.zarr_store(), &path)
                 .map_err(|e| err(e.to_string()))?;
-            target
-                .async_store_metadata()
-                .await
-                .map_err(|e| err(e.to_string()))?;
-            target
-                .async_store_array_subset(&target.subset_all(), values)
-                .await
-                .map_err(|e| err(e.to_string()))?;
+            store_whole(&target, values).await.map_err(err)?;
             copied.push(name.clone());
         }
         Ok(copied)

@@ -64,9 +64,9 @@ impl LeaveAlone {
             let values = data.read_window(context).await?.values;
             let (ch, cw) = (context.height as usize, context.width as usize);
             let inner = window.within(&context);
+            let limit = (d * d) as f64;
             for (p, source) in values.chunks_exact(ch * cw).enumerate() {
                 let observed: Vec<bool> = source.iter().map(|v| !v.is_nan()).collect();
-                let limit = (d * d) as f64;
                 let far: Vec<bool> = match tiling::squared_distance(&observed, ch, cw) {
                     Some(sq) => sq.iter().map(|&s| s > limit).collect(),
                     None => vec![true; ch * cw],
