@@ -102,7 +102,7 @@ yaml.safe_dump({"groups": [{"name": "dashboard-queries", "rules": rules}]},
 # 4. docker-compose.yml: wiring.
 c = docs["docker-compose.yml"][0]
 svcs = c["services"]
-for need in ("rabbitmq", "minio", "createbucket", "stitcher", "worker-1", "worker-2", "prometheus", "grafana"):
+for need in ("rabbitmq", "minio", "createbucket", "stitcher-1", "stitcher-2", "worker-1", "worker-2", "prometheus", "grafana"):
     if need not in svcs: err(f"docker-compose.yml: no service {need}")
 for name, s in svcs.items():
     for dep in (s.get("depends_on") or []):

@@ -123,6 +123,9 @@ pub struct FillArgs {
     /// Local workers in embedded mode.
     #[arg(long, allow_negative_numbers = true, default_value_t = 2)]
     pub workers: usize,
+    /// Local stitchers in embedded mode (they share the results as a cluster's stitchers do).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1)]
+    pub stitchers: usize,
     /// auto, cpu or cuda:N (default: the config's `worker.device`, `auto`).
     #[arg(long)]
     pub device: Option<String>,

@@ -1,4 +1,4 @@
-//! Embedded mode: coordinator, N workers and the stitcher in one process, joined by the
+//! Embedded mode: coordinator, N workers and M stitchers in one process, joined by the
 //! in-process broker. (With a broker, `fill` is a client of that cluster instead: see
 //! `commands::fill`.)
 
@@ -12,13 +12,22 @@ use wire::v1::JobStatus;
 use crate::config::Config;
 use crate::progress::JobProgress;
 
-/// Runs `req` to completion with `workers` local workers and a local stitcher.
+/// How many of each local service [`fill`] runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Services {
+    /// Workers.
+    pub workers: usize,
+    /// Stitchers (they share the results queue as a cluster's do).
+    pub stitchers: usize,
+}
+
+/// Runs `req` to completion with local workers and stitchers.
 ///
 /// # Errors
 /// Whatever stops the job, with its cause.
 pub async fn fill(
     req: &coordinator::FillRequest,
-    workers: usize,
+    local: Services,
     cfg: &Config,
     registry: &Registry,
     shutdown: &Shutdown,
@@ -30,7 +39,7 @@ pub async fn fill(
     let stitcher_metrics = stitcher::StitcherMetrics::register(registry)?;
     let coordinator_metrics = coordinator::CoordinatorMetrics::register(registry)?;
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..workers.max(1) {
+    for _ in 0..local.workers.max(1) {
         let (b, m, h, s, c) = (
             broker.clone(),
             worker_metrics.clone(),
@@ -44,10 +53,10 @@ pub async fn fill(
                 .map_err(anyhow::Error::from)
         });
     }
-    {
+    for _ in 0..local.stitchers.max(1) {
         let (b, m, h, s, c) = (
             broker.clone(),
-            stitcher_metrics,
+            stitcher_metrics.clone(),
             health.clone(),
             services.clone(),
             cfg.stitcher.clone(),

@@ -1,6 +1,7 @@
 //! The distributed pipeline across real processes: RabbitMQ, an S3-compatible server, two
-//! `terrafill worker`s, one `terrafill stitcher` and `terrafill submit`. The mosaic must equal the
-//! embedded run's bit for bit — also when a worker and the stitcher are SIGKILLed mid-job and replacements take over,
+//! `terrafill worker`s, one or two `terrafill stitcher`s and `terrafill submit`. The mosaic must
+//! equal the embedded run's bit for bit — also when one of two workers and one of two stitchers
+//! are SIGKILLed mid-job and the survivors take over,
 //! and when `fill` is run with the cluster's broker (it then submits rather than joining the
 //! cluster's queues) — and an undecodable task goes to the dead-letter queue while the job goes on.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -87,10 +88,11 @@ fn distributed_run_equals_embedded_and_survives_killed_worker_and_stitcher() {
     );
     drop(fleet);
 
-    // Crash: SIGKILL a worker and the stitcher once some tiles are in, start replacements; same
-    // mosaic. (The coordinator re-announces the job after 2 s without progress.)
-    let mut fleet = Fleet::cluster(&amqp);
-    let (stitcher, victim) = (0, 1);
+    // Crash: two stitchers and two workers share the job; SIGKILL one of each once some tiles
+    // are in and start no replacement: the surviving stitcher takes the killed one's results
+    // over (the broker redelivers them) and the mosaic is the same.
+    let mut fleet = Fleet::of(&amqp, 2, 2);
+    let (stitcher, victim) = (0, 2);
     let output = format!("{s3}/crash.zarr");
     let job = format!("crash-{}", std::process::id());
     let mut args = vec![
@@ -120,14 +122,12 @@ fn distributed_run_equals_embedded_and_survives_killed_worker_and_stitcher() {
         submit.try_wait().unwrap().is_none(),
         "job finished before the kill ({at_kill} tiles staged)"
     );
-    fleet.spawn(&["worker", "--broker", &amqp]);
-    fleet.spawn(&["stitcher", "--broker", &amqp]);
     let status = submit.wait().unwrap();
-    assert!(status.success(), "submit failed after the worker crash");
+    assert!(status.success(), "submit failed after the crashes");
     assert_eq!(
         bits(&read(&output, "data")),
         want_data,
-        "mosaic after a crash differs"
+        "mosaic after killing a stitcher and a worker of two differs"
     );
     assert_eq!(read(&output, "filled"), want_filled);
 

@@ -45,6 +45,33 @@ fn identity_reproduces_3d_and_4d_scenes_bit_for_bit() {
 }
 
 #[test]
+fn several_stitchers_sharing_a_job_write_the_one_stitcher_mosaic() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = |name: &str| dir.path().join(name).display().to_string();
+    let shape = [2u64, 230, 190];
+    write(
+        &url("in.zarr"),
+        &shape,
+        (64, 64),
+        &synthetic(&shape, 0.3, 9),
+    );
+    let grid = ["--method", "idw", "--tile", "32", "--overlap", "8"];
+    fill_ok(&url("in.zarr"), &url("one.zarr"), &grid);
+    let mut shared = grid.to_vec();
+    shared.extend(["--stitchers", "3", "--workers", "3"]);
+    fill_ok(&url("in.zarr"), &url("three.zarr"), &shared);
+    assert_eq!(
+        bits(&read(&url("three.zarr"), "data")),
+        bits(&read(&url("one.zarr"), "data")),
+        "three stitchers wrote another mosaic than one"
+    );
+    assert_eq!(
+        read(&url("three.zarr"), "filled"),
+        read(&url("one.zarr"), "filled")
+    );
+}
+
+#[test]
 fn idw_fills_every_gap_and_keeps_observed_pixels() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.zarr").display().to_string();

@@ -172,7 +172,8 @@ pub async fn wait(
     }
 }
 
-/// The job's last staged status, if any.
+/// The job's staged status, if any: its end when a stitcher recorded one, else its latest
+/// progress.
 ///
 /// # Errors
 /// [`CoordinatorError`] when staging cannot be read or holds garbage.
@@ -180,16 +181,22 @@ pub async fn read_status(
     staging: &Staging,
     id: &JobId,
 ) -> Result<Option<JobStatus>, CoordinatorError> {
-    let bytes = staging
-        .get(&staging_keys::status(id))
-        .await
-        .map_err(CoordinatorError::storage(format!(
-            "reading status of job {id}"
-        )))?;
-    bytes
-        .map(|b| wire::decode::<JobStatus>("JobStatus", &b, usize::MAX))
-        .transpose()
-        .map_err(Into::into)
+    for key in [staging_keys::status(id), staging_keys::progress(id)] {
+        let bytes = staging
+            .get(&key)
+            .await
+            .map_err(CoordinatorError::storage(format!(
+                "reading status of job {id}"
+            )))?;
+        if let Some(bytes) = bytes {
+            return Ok(Some(wire::decode::<JobStatus>(
+                "JobStatus",
+                &bytes,
+                usize::MAX,
+            )?));
+        }
+    }
+    Ok(None)
 }
 
 fn stitcher_ratio(status: &JobStatus) -> f64 {

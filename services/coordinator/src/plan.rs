@@ -81,10 +81,12 @@ pub(crate) async fn plan(
             JobState::Running => {}
             _ => {
                 // A failed (or vanished) result: start over, keeping staged tiles.
-                staging
-                    .delete_prefix(&staging_keys::status(&id))
-                    .await
-                    .map_err(storage(format!("resetting job {id}")))?;
+                for key in [staging_keys::status(&id), staging_keys::progress(&id)] {
+                    staging
+                        .delete_prefix(&key)
+                        .await
+                        .map_err(storage(format!("resetting job {id}")))?;
+                }
             }
         }
     } else if Mosaic::is_finalized(&req.output).await.unwrap_or(false) {

@@ -13,6 +13,9 @@ use crate::{StitcherError, StitcherMetrics};
 
 /// Memory the tile cache may use.
 const TILE_CACHE_BYTES: usize = 256 << 20;
+/// How long a stitcher's claim on a chunk keeps the others from writing it: far longer than a
+/// chunk write takes, so an older claim belongs to a stitcher that died.
+const CLAIM_TTL_MS: u64 = 15_000;
 
 /// State of one job in the stitcher.
 pub struct StitchJob {
@@ -26,15 +29,51 @@ pub struct StitchJob {
     chunks: ChunkGrid,
     dirty: TileSet,
     done: TileSet,
+    /// Tiles whose results were delivered to this stitcher (the rest of `done` it learnt from
+    /// staging: another stitcher may hold their results).
+    heard: TileSet,
+    /// This stitcher, in its chunk claims.
+    me: u64,
     /// Dirty tiles not yet in, per output chunk.
     remaining: Vec<u32>,
     written: Vec<bool>,
     written_count: u64,
+    /// Chunks this stitcher wrote, and ready chunks it found written by another.
+    share: ChunkShare,
     scene: Scene,
     leave_alone: Option<LeaveAlone>,
     mosaic: Mosaic,
     staging: Staging,
     cache: TileCache,
+}
+
+/// What [`StitchJob::claim`] found.
+enum Claim {
+    /// The chunk is this stitcher's to write.
+    Ours,
+    /// Another stitcher has written it.
+    Written,
+    /// Another stitcher claimed it recently.
+    Taken,
+}
+
+/// `(stitcher, unix ms)` of a claim; garbage reads as an ancient claim, free to take over.
+fn parse_claim(bytes: &[u8]) -> (u64, u64) {
+    let text = std::str::from_utf8(bytes).unwrap_or_default();
+    let mut parts = text.split(' ').map(str::parse::<u64>);
+    match (parts.next(), parts.next()) {
+        (Some(Ok(who)), Some(Ok(when))) => (who, when),
+        _ => (0, 0),
+    }
+}
+
+/// One stitcher's part in a job's chunks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChunkShare {
+    /// Chunks it wrote.
+    pub wrote: u64,
+    /// Ready chunks it found already written by another stitcher.
+    pub skipped: u64,
 }
 
 /// What loading a job from staging found.
@@ -56,6 +95,7 @@ impl StitchJob {
         staging_url: &str,
         job_id: &str,
         key: Option<&JobKey>,
+        me: u64,
     ) -> Result<Loaded, StitcherError> {
         let id = JobId::parse(job_id).map_err(|source| StitcherError::Wire {
             job: job_id.to_owned(),
@@ -70,16 +110,8 @@ impl StitchJob {
             source,
         };
         let staging = Staging::open(staging_url).map_err(storage)?;
-        if let Some(bytes) = staging
-            .get(&staging_keys::status(&id))
-            .await
-            .map_err(storage)?
-        {
-            let status: JobStatus =
-                wire::decode("JobStatus", &bytes, usize::MAX).map_err(wire_err)?;
-            if status.state() != JobState::Running {
-                return Ok(Loaded::Ended(status));
-            }
+        if let Some(status) = terminal_status(&staging, &id).await? {
+            return Ok(Loaded::Ended(status));
         }
         let Some(bytes) = staging
             .get(&staging_keys::plan(&id))
@@ -174,11 +206,14 @@ impl StitchJob {
             started_unix_ms,
             grid,
             chunks,
+            heard: TileSet::new(grid.len()),
+            me,
             dirty,
             done,
             remaining,
             written,
             written_count,
+            share: ChunkShare::default(),
             scene,
             leave_alone,
             mosaic,
@@ -194,24 +229,224 @@ impl StitchJob {
             .collect()
     }
 
-    /// Records tile `index` as staged; returns the chunks it completed. Repeats return nothing.
+    /// Records tile `index` as staged; returns the chunks it touches that are not written yet
+    /// (those [`Self::write_ready`] may now complete). A repeat returns them too: this stitcher
+    /// may have learnt of the tile from staging while looking at another chunk.
     pub fn tile_done(&mut self, index: u64) -> Vec<u64> {
-        if !self.dirty.contains(index) || self.done.contains(index) {
+        self.mark_done(index);
+        if !self.dirty.contains(index) {
             return Vec::new();
         }
-        self.done.insert(index);
+        self.heard.insert(index);
         let Ok(tile) = self.grid.tile(index) else {
             return Vec::new();
         };
-        let mut ready = Vec::new();
-        for c in self.chunks.chunks_touching(&tile.window) {
-            let r = &mut self.remaining[c as usize];
-            *r = r.saturating_sub(1);
-            if *r == 0 && !self.written[c as usize] {
-                ready.push(c);
+        self.chunks
+            .chunks_touching(&tile.window)
+            .into_iter()
+            .filter(|&c| !self.written[c as usize])
+            .collect()
+    }
+
+    /// Records dirty tile `t` as staged; whether it is news.
+    fn mark_done(&mut self, t: u64) -> bool {
+        if !self.dirty.contains(t) || self.done.contains(t) {
+            return false;
+        }
+        self.done.insert(t);
+        if let Ok(tile) = self.grid.tile(t) {
+            for c in self.chunks.chunks_touching(&tile.window) {
+                let r = &mut self.remaining[c as usize];
+                *r = r.saturating_sub(1);
             }
         }
-        ready
+        true
+    }
+
+    /// Records chunk `c` as written (by this stitcher or another).
+    fn mark_written(&mut self, c: u64) {
+        if let Some(w) = self.written.get_mut(c as usize).filter(|w| !**w) {
+            *w = true;
+            self.written_count += 1;
+        }
+    }
+
+    /// Dirty tiles touching chunk `c` whose results this stitcher has not seen.
+    fn unseen_tiles(&self, c: u64) -> Vec<u64> {
+        let (row, col) = self.chunks.position(c);
+        self.grid
+            .tiles_touching(&self.chunks.window(row, col))
+            .into_iter()
+            .filter(|&t| self.dirty.contains(t) && !self.done.contains(t))
+            .collect()
+    }
+
+    /// Whether another stitcher may be about to write chunk `c` too: some of its tiles' results
+    /// were not delivered here.
+    fn contested(&self, c: u64) -> bool {
+        let (row, col) = self.chunks.position(c);
+        self.grid
+            .tiles_touching(&self.chunks.window(row, col))
+            .into_iter()
+            .any(|t| self.dirty.contains(t) && !self.heard.contains(t))
+    }
+
+    /// Writes those of `candidates` whose tiles are all staged and that no stitcher has written.
+    ///
+    /// Several stitchers may consume one job's results, so a chunk's tiles can arrive at
+    /// different stitchers: staging, not this stitcher's deliveries, says whether a tile is in
+    /// (a worker stages a tile before announcing it, so of two stitchers holding a chunk's last
+    /// two results at least one sees both staged). A chunk whose results all came here is
+    /// written at once; one whose tiles were partly learnt from staging is first claimed (see
+    /// [`Self::claim`]), so that two stitchers rarely write it both, and if they do, they write
+    /// the same bytes.
+    ///
+    /// # Errors
+    /// [`StitcherError`] naming the job when staging, a blend or a write fails.
+    pub async fn write_ready(
+        &mut self,
+        candidates: Vec<u64>,
+        metrics: &StitcherMetrics,
+    ) -> Result<(), StitcherError> {
+        for c in candidates {
+            if self.written[c as usize] {
+                continue;
+            }
+            for t in self.unseen_tiles(c) {
+                if !self.is_staged(&staging_keys::tile(&self.id, t)).await? {
+                    break;
+                }
+                self.mark_done(t);
+            }
+            if self.remaining[c as usize] > 0 {
+                continue;
+            }
+            if self.contested(c) {
+                match self.claim(c).await? {
+                    Claim::Ours => {}
+                    Claim::Written => {
+                        metrics.chunks_skipped.inc();
+                        self.share.skipped += 1;
+                        self.mark_written(c);
+                        continue;
+                    }
+                    // Its claimer writes it; if that one died, a later catch-up takes it over.
+                    Claim::Taken => continue,
+                }
+            }
+            self.write_chunk(c, metrics).await?;
+        }
+        Ok(())
+    }
+
+    /// Claims ready chunk `c` for this stitcher, unless it is written or another stitcher
+    /// claimed it less than [`CLAIM_TTL_MS`] ago. A claim is a plain put (no store offers a
+    /// compare-and-swap everywhere): two stitchers can still both claim a chunk in the moment
+    /// between one's look and its put, which costs a second write of the same bytes, nothing more.
+    async fn claim(&self, c: u64) -> Result<Claim, StitcherError> {
+        if self
+            .is_staged(&staging_keys::chunk_done(&self.id, c))
+            .await?
+        {
+            return Ok(Claim::Written);
+        }
+        let key = staging_keys::chunk_claim(&self.id, c);
+        let storage = |source| StitcherError::Storage {
+            job: self.id.to_string(),
+            source,
+        };
+        let now = wire::unix_ms_now();
+        if let Some(bytes) = self.staging.get(&key).await.map_err(storage)? {
+            let (who, when) = parse_claim(&bytes);
+            if who != self.me && now.saturating_sub(when) < CLAIM_TTL_MS {
+                return Ok(Claim::Taken);
+            }
+        }
+        let claim = format!("{} {now}", self.me);
+        self.staging
+            .put(&key, bytes::Bytes::from(claim))
+            .await
+            .map_err(storage)?;
+        Ok(Claim::Ours)
+    }
+
+    /// Catches up with staging: the tiles and chunks other stitchers handled. Returns the
+    /// job's terminal status when it already ended (another stitcher finalized or failed it).
+    ///
+    /// # Errors
+    /// [`StitcherError`] naming the job when staging cannot be read or a write fails.
+    pub async fn resync(
+        &mut self,
+        metrics: &StitcherMetrics,
+    ) -> Result<Option<JobStatus>, StitcherError> {
+        if let Some(status) = self.ended().await? {
+            return Ok(Some(status));
+        }
+        for t in self
+            .list_indices(
+                &staging_keys::tiles_prefix(&self.id),
+                staging_keys::tile_index,
+            )
+            .await?
+        {
+            self.mark_done(t);
+        }
+        for c in self
+            .list_indices(
+                &staging_keys::chunks_prefix(&self.id),
+                staging_keys::chunk_index,
+            )
+            .await?
+        {
+            self.mark_written(c);
+        }
+        let ready = self.ready_chunks();
+        self.write_ready(ready, metrics).await?;
+        Ok(None)
+    }
+
+    /// The job's terminal status, when some stitcher has recorded one.
+    ///
+    /// # Errors
+    /// [`StitcherError`] when staging cannot be read or holds garbage.
+    pub async fn ended(&self) -> Result<Option<JobStatus>, StitcherError> {
+        terminal_status(&self.staging, &self.id).await
+    }
+
+    async fn is_staged(&self, key: &str) -> Result<bool, StitcherError> {
+        self.staging
+            .exists(key)
+            .await
+            .map_err(|source| StitcherError::Storage {
+                job: self.id.to_string(),
+                source,
+            })
+    }
+
+    async fn list_indices(
+        &self,
+        prefix: &str,
+        index: fn(&str) -> Option<u64>,
+    ) -> Result<Vec<u64>, StitcherError> {
+        let keys = self
+            .staging
+            .list(prefix)
+            .await
+            .map_err(|source| StitcherError::Storage {
+                job: self.id.to_string(),
+                source,
+            })?;
+        Ok(keys.iter().filter_map(|k| index(k)).collect())
+    }
+
+    /// Chunks known to be written (by this stitcher or another).
+    pub fn written_chunks(&self) -> u64 {
+        self.written_count
+    }
+
+    /// What this stitcher did of the job's chunks.
+    pub fn share(&self) -> ChunkShare {
+        self.share
     }
 
     /// Whether every chunk is written.
@@ -350,9 +585,9 @@ impl StitchJob {
             .put(&marker, bytes::Bytes::new())
             .await
             .map_err(storage)?;
-        self.written[c as usize] = true;
-        self.written_count += 1;
+        self.mark_written(c);
         metrics.chunks_written.inc();
+        self.share.wrote += 1;
         let extra = spread.as_ref().map_or(0, Vec::len) + members.as_ref().map_or(0, Vec::len);
         metrics
             .bytes_written
@@ -422,19 +657,49 @@ impl StitchJob {
         Ok(status)
     }
 
-    /// Stages `status` as the job's last known state.
+    /// Stages `status`: a running job's progress (any stitcher of the job may overwrite it), or
+    /// its end (which no progress report can then hide).
     ///
     /// # Errors
     /// [`StitcherError::Storage`].
     pub async fn save_status(&self, status: &JobStatus) -> Result<(), StitcherError> {
+        let key = if status.state() == JobState::Running {
+            staging_keys::progress(&self.id)
+        } else {
+            staging_keys::status(&self.id)
+        };
         self.staging
-            .put(&staging_keys::status(&self.id), wire::encode(status))
+            .put(&key, wire::encode(status))
             .await
             .map_err(|source| StitcherError::Storage {
                 job: self.id.to_string(),
                 source,
             })
     }
+}
+
+/// The terminal status of job `id` in `staging`, when it ended. (Before progress had a key of
+/// its own, `status.pb` could hold a `Running` status: that is no end.)
+async fn terminal_status(
+    staging: &Staging,
+    id: &JobId,
+) -> Result<Option<JobStatus>, StitcherError> {
+    let bytes = staging
+        .get(&staging_keys::status(id))
+        .await
+        .map_err(|source| StitcherError::Storage {
+            job: id.to_string(),
+            source,
+        })?;
+    let Some(bytes) = bytes else {
+        return Ok(None);
+    };
+    let status: JobStatus =
+        wire::decode("JobStatus", &bytes, usize::MAX).map_err(|source| StitcherError::Wire {
+            job: id.to_string(),
+            source,
+        })?;
+    Ok((status.state() != JobState::Running).then_some(status))
 }
 
 /// The `terrafill` group attribute: what produced this mosaic.

@@ -1,6 +1,13 @@
 //! The terrafill stitcher: consumes tile results, writes each output chunk once — when every
 //! tile touching it is in — by blending the staged tile outputs in tile-index order, and
 //! finalizes the mosaic. Its state is rebuilt from staging on start, so it can crash at any time.
+//!
+//! Any number of stitchers may share the results queue: the broker hands each result to one of
+//! them, and staging (not a stitcher's own deliveries) says which tiles are in and which chunks
+//! are written, so every chunk is written as soon as its last tile is staged, by whichever
+//! stitcher sees that first, and a killed stitcher's unacknowledged results go to the others.
+//! When the queue goes quiet, each stitcher catches up with staging (with back-off), which
+//! finishes chunks and jobs whose last results another stitcher took.
 
 mod error;
 mod job;
@@ -11,12 +18,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Quiet time on the queue before a stitcher first catches up with staging, and the most it
+/// waits between catch-ups that find nothing new.
+const RESYNC_AFTER: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(60));
+
 use broker::{Broker, Message, QueueSpec};
 use telemetry::{Health, Shutdown};
 use wire::v1::{stitch_event::Event, JobState, JobStatus, StitchEvent, TileOutcome};
 
 pub use error::StitcherError;
-pub use job::{Loaded, StitchJob};
+pub use job::{ChunkShare, Loaded, StitchJob};
 pub use metrics::StitcherMetrics;
 
 /// Stitcher settings (`[stitcher]` in the config file).
@@ -67,11 +78,25 @@ pub async fn run(
         jobs: HashMap::new(),
         interval: Duration::from_millis(cfg.status_interval_ms),
         key: cfg.job_key.clone(),
+        me: random_u64(),
     };
+    // Stitchers that go quiet together catch up at different moments, so that one of them
+    // usually finalizes a shared job before the others look.
+    let first = RESYNC_AFTER.0.mul_f64(1.0 + jitter());
+    let mut quiet = first;
     loop {
         let next = tokio::select! {
             _ = shutdown.cancelled() => break,
-            next = events.next() => next,
+            next = events.next() => Some(next),
+            () = tokio::time::sleep(quiet), if !stitcher.jobs.is_empty() => None,
+        };
+        let Some(next) = next else {
+            quiet = if stitcher.resync_all().await {
+                first
+            } else {
+                (quiet * 2).min(RESYNC_AFTER.1)
+            };
+            continue;
         };
         let Some(delivery) = next else { break };
         let delivery = delivery?;
@@ -99,6 +124,17 @@ pub async fn run(
     Ok(())
 }
 
+/// A number that differs between processes and between stitchers of one process.
+fn random_u64() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(std::process::id())
+}
+
+/// A number in [0, 1) that differs between processes and stitchers.
+fn jitter() -> f64 {
+    (random_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// A delivery that cannot be settled because its channel died in a broker outage is
 /// redelivered by the broker, and every event is idempotent: log it and go on.
 fn settled(result: Result<(), broker::BrokerError>) -> Result<(), broker::BrokerError> {
@@ -122,6 +158,8 @@ struct Stitcher {
     jobs: HashMap<String, Active>,
     interval: Duration,
     key: Option<wire::JobKey>,
+    /// This stitcher's id in chunk claims.
+    me: u64,
 }
 
 impl Stitcher {
@@ -136,6 +174,11 @@ impl Stitcher {
                 {
                     tracing::warn!(error = %source, "ignoring an untrusted job announcement");
                     self.metrics.dead_lettered.inc();
+                    return Ok(());
+                }
+                if self.jobs.contains_key(&spec.job_id) {
+                    // A re-announcement: the coordinator saw no progress for a while.
+                    self.resync(&spec.job_id).await?;
                     return Ok(());
                 }
                 self.ensure_loaded(&spec.staging_url, &spec.job_id).await?;
@@ -184,7 +227,7 @@ impl Stitcher {
         if self.jobs.contains_key(job_id) {
             return Ok(true);
         }
-        match StitchJob::load(staging_url, job_id, self.key.as_ref()).await? {
+        match StitchJob::load(staging_url, job_id, self.key.as_ref(), self.me).await? {
             Loaded::Ended(_) => Ok(false),
             Loaded::Active(job) => {
                 tracing::info!(job = %job_id, "stitching job");
@@ -200,14 +243,76 @@ impl Stitcher {
         }
     }
 
+    /// Catches up every job with staging; whether anything changed.
+    async fn resync_all(&mut self) -> bool {
+        let ids: Vec<String> = self.jobs.keys().cloned().collect();
+        let mut changed = false;
+        for id in ids {
+            let before = self.jobs.get(&id).map(|a| a.job.written_chunks());
+            match self.resync(&id).await {
+                Ok(()) => {}
+                Err(error) => tracing::warn!(job = %id, %error, "cannot catch up with staging"),
+            }
+            changed |= self.jobs.get(&id).map(|a| a.job.written_chunks()) != before;
+        }
+        changed
+    }
+
+    /// Catches job `job_id` up with what other stitchers did: forgets it when it ended,
+    /// otherwise writes the chunks that became ready and finalizes it when complete.
+    async fn resync(&mut self, job_id: &str) -> Result<(), StitcherError> {
+        let Some(active) = self.jobs.get_mut(job_id) else {
+            return Ok(());
+        };
+        match active.job.resync(&self.metrics).await {
+            Ok(Some(status)) => {
+                tracing::info!(job = %job_id, state = ?status.state(), "job ended at another stitcher");
+                self.forget(job_id);
+                Ok(())
+            }
+            Ok(None) => self.progress(job_id, Vec::new()).await,
+            Err(error) => self.unless_ended(job_id, error).await,
+        }
+    }
+
+    /// Writes those of `chunks` that are ready.
     async fn write(&mut self, job_id: &str, chunks: Vec<u64>) -> Result<(), StitcherError> {
         let Some(active) = self.jobs.get_mut(job_id) else {
             return Ok(());
         };
-        for c in chunks {
-            active.job.write_chunk(c, &self.metrics).await?;
+        match active.job.write_ready(chunks, &self.metrics).await {
+            Ok(()) => Ok(()),
+            Err(error) => self.unless_ended(job_id, error).await,
         }
-        Ok(())
+    }
+
+    /// `error` hit job `job_id`; when another stitcher has ended the job meanwhile (and dropped
+    /// its staged tiles), that explains it: the job is forgotten. Otherwise the error stands.
+    async fn unless_ended(
+        &mut self,
+        job_id: &str,
+        error: StitcherError,
+    ) -> Result<(), StitcherError> {
+        let ended = match self.jobs.get(job_id) {
+            Some(active) => active.job.ended().await.ok().flatten(),
+            None => None,
+        };
+        if ended.is_some() {
+            tracing::info!(job = %job_id, %error, "job ended at another stitcher");
+            self.forget(job_id);
+            return Ok(());
+        }
+        Err(error)
+    }
+
+    fn forget(&mut self, job_id: &str) {
+        if let Some(active) = self.jobs.remove(job_id) {
+            let share = active.job.share();
+            tracing::info!(job = %job_id, chunks_written = share.wrote, chunks_found_written = share.skipped, "done with the job");
+        }
+        if self.jobs.is_empty() {
+            self.metrics.progress.set(1.0);
+        }
     }
 
     /// Writes `ready` chunks, then publishes progress (throttled) or finalizes.
@@ -217,8 +322,13 @@ impl Stitcher {
             return Ok(());
         };
         if active.job.is_complete() {
+            if active.job.ended().await?.is_some() {
+                // Another stitcher wrote the last chunk too and finalized first.
+                self.forget(job_id);
+                return Ok(());
+            }
             let status = active.job.finalize().await?;
-            self.jobs.remove(job_id);
+            self.forget(job_id);
             self.metrics.jobs.with_label_values(&["succeeded"]).inc();
             self.metrics.progress.set(1.0);
             tracing::info!(job = %job_id, "mosaic complete");
@@ -241,10 +351,8 @@ impl Stitcher {
         let status = active.job.status(JobState::Failed, reason);
         active.job.save_status(&status).await?;
         self.metrics.jobs.with_label_values(&["failed"]).inc();
-        if self.jobs.is_empty() {
-            // Nothing left in progress: an idle stitcher is not a stalled one.
-            self.metrics.progress.set(1.0);
-        }
+        // Nothing left in progress: an idle stitcher is not a stalled one.
+        self.forget(job_id);
         self.announce(status).await;
         Ok(())
     }

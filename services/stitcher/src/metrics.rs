@@ -7,6 +7,8 @@ use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opt
 pub struct StitcherMetrics {
     /// Output chunks written.
     pub chunks_written: IntCounter,
+    /// Ready chunks found already written by another stitcher of the same job.
+    pub chunks_skipped: IntCounter,
     /// Bytes of mosaic written (data + filled + spread).
     pub bytes_written: IntCounter,
     /// Tile results received, by outcome (`done`, `failed`, `duplicate`).
@@ -31,6 +33,10 @@ impl StitcherMetrics {
             chunks_written: IntCounter::new(
                 "terrafill_stitcher_chunks_written_total",
                 "Mosaic chunks written",
+            )?,
+            chunks_skipped: IntCounter::new(
+                "terrafill_stitcher_chunks_skipped_total",
+                "Ready chunks another stitcher had already written",
             )?,
             bytes_written: IntCounter::new(
                 "terrafill_stitcher_written_bytes_total",
@@ -70,6 +76,7 @@ impl StitcherMetrics {
         }
         m.progress.set(1.0);
         registry.register(Box::new(m.chunks_written.clone()))?;
+        registry.register(Box::new(m.chunks_skipped.clone()))?;
         registry.register(Box::new(m.bytes_written.clone()))?;
         registry.register(Box::new(m.tile_results.clone()))?;
         registry.register(Box::new(m.jobs.clone()))?;

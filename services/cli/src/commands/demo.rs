@@ -134,7 +134,17 @@ pub async fn demo(args: &DemoArgs, cfg: &Config) -> anyhow::Result<()> {
         eprintln!("filling with {name} …");
         let started = Instant::now();
         let registry = prometheus::Registry::new();
-        crate::embedded::fill(&req, args.workers, cfg, &registry, &shutdown).await?;
+        crate::embedded::fill(
+            &req,
+            crate::embedded::Services {
+                workers: args.workers,
+                stitchers: 1,
+            },
+            cfg,
+            &registry,
+            &shutdown,
+        )
+        .await?;
         let seconds = started.elapsed().as_secs_f64();
         let filled = Scene::open(&path_url(&output), "data", None).await?;
         let pred = filled.read_window(Window::new(0, 0, h, w)).await?.values;

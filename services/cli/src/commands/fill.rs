@@ -39,7 +39,17 @@ pub async fn fill(args: &FillArgs, cfg: &Config) -> anyhow::Result<()> {
         registry,
     } = super::serve(args.metrics_addr.as_deref(), &cfg).await?;
     health.set_ready(true);
-    let status = crate::embedded::fill(&req, args.workers, &cfg, &registry, &shutdown).await?;
+    let status = crate::embedded::fill(
+        &req,
+        crate::embedded::Services {
+            workers: args.workers,
+            stitchers: args.stitchers,
+        },
+        &cfg,
+        &registry,
+        &shutdown,
+    )
+    .await?;
     report(&status);
     shutdown.cancel();
     Ok(())

@@ -206,10 +206,18 @@ impl Fleet {
 impl Fleet {
     /// A stitcher (index 0) and two workers (indices 1 and 2) on `amqp`.
     pub fn cluster(amqp: &str) -> Self {
+        Self::of(amqp, 1, 2)
+    }
+
+    /// `stitchers` stitchers (the first indices), then `workers` workers, on `amqp`.
+    pub fn of(amqp: &str, stitchers: usize, workers: usize) -> Self {
         let mut fleet = Fleet(Vec::new());
-        fleet.spawn(&["stitcher", "--broker", amqp]);
-        fleet.spawn(&["worker", "--broker", amqp]);
-        fleet.spawn(&["worker", "--broker", amqp]);
+        for _ in 0..stitchers {
+            fleet.spawn(&["stitcher", "--broker", amqp]);
+        }
+        for _ in 0..workers {
+            fleet.spawn(&["worker", "--broker", amqp]);
+        }
         fleet
     }
 }

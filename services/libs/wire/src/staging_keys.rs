@@ -1,5 +1,5 @@
 //! Keys of job state in the staging store. Workers write tile outputs, the coordinator writes the
-//! plan, the stitcher writes chunk markers and status; all of them name keys through here.
+//! plan, the stitchers write chunk markers, progress and status; all of them name keys through here.
 
 use crate::JobId;
 
@@ -33,14 +33,26 @@ pub fn chunk_done(job: &JobId, index: u64) -> String {
     format!("{job}/chunks/{index:012}.done")
 }
 
+/// A stitcher's claim to write output chunk `index` (see the stitcher): not a [`chunk_done`]
+/// marker, so [`chunk_index`] skips it.
+pub fn chunk_claim(job: &JobId, index: u64) -> String {
+    format!("{job}/chunks/{index:012}.claim")
+}
+
 /// Parses a chunk index back from a key listed under [`chunks_prefix`].
 pub fn chunk_index(key: &str) -> Option<u64> {
     key.rsplit('/').next()?.strip_suffix(".done")?.parse().ok()
 }
 
-/// The job's last status (`JobStatus`).
+/// The job's end (`JobStatus`, succeeded or failed), written once by the stitcher that ends it.
 pub fn status(job: &JobId) -> String {
     format!("{job}/status.pb")
+}
+
+/// The job's latest progress (`JobStatus`, running). Every stitcher of the job overwrites it, so
+/// it is kept apart from [`status`]: a late progress report can never hide the job's end.
+pub fn progress(job: &JobId) -> String {
+    format!("{job}/progress.pb")
 }
 
 /// Everything of the job.
@@ -57,6 +69,7 @@ mod tests {
         let job = JobId::parse("j1")?;
         assert_eq!(tile_index(&tile(&job, 42)), Some(42));
         assert_eq!(chunk_index(&chunk_done(&job, 7)), Some(7));
+        assert_eq!(chunk_index(&chunk_claim(&job, 7)), None);
         assert_eq!(tile_index("j1/tiles/garbage"), None);
         Ok(())
     }

@@ -53,6 +53,7 @@ pub struct Scene {
     group_attributes: Map<String, Value>,
     rule: MissingRule,
     chunk_yx: (u64, u64),
+    objects: std::sync::Arc<Objects>,
 }
 
 impl std::fmt::Debug for Scene {
@@ -146,6 +147,7 @@ impl Scene {
             group_attributes,
             rule,
             chunk_yx,
+            objects: opened.objects.clone(),
         })
     }
 
@@ -185,6 +187,60 @@ impl Scene {
     /// The regular chunk shape of the array in its last two dimensions.
     pub fn chunk_shape_yx(&self) -> (u64, u64) {
         self.chunk_yx
+    }
+
+    /// The `(row, column)` positions, in the scene's `[y, x]` chunk grid, where the store holds
+    /// at least one chunk of the data (any leading index) or of the mask. Every other position
+    /// reads as the arrays' fill values, the same everywhere, so one read of one such chunk says
+    /// what all of them hold. One listing of the arrays' keys, no chunk read.
+    ///
+    /// Returns `None` when positions cannot be told apart that way: a mask chunked unlike the
+    /// data, or an irregular chunk grid.
+    ///
+    /// # Errors
+    /// Store errors naming the location, when listing fails.
+    pub async fn stored_chunk_columns(
+        &self,
+    ) -> Result<Option<std::collections::HashSet<(u64, u64)>>, ZarrIoError> {
+        let mut arrays = vec![&self.data];
+        if let Some(mask) = &self.mask {
+            let rank = mask.array.shape().len();
+            let mask_yx = mask
+                .array
+                .chunk_shape(&vec![0; rank])
+                .ok()
+                .map(|c| (c[rank - 2].get(), c[rank - 1].get()));
+            if mask_yx != Some(self.chunk_yx) {
+                return Ok(None);
+            }
+            arrays.push(&mask.array);
+        }
+        let mut columns = std::collections::HashSet::new();
+        for array in arrays {
+            let rank = array.shape().len();
+            let grid = array.chunk_grid_shape().to_vec();
+            let regular = array.chunk_shape(&vec![0; rank]).is_ok_and(|c| {
+                c[rank - 2].get() == self.chunk_yx.0 && c[rank - 1].get() == self.chunk_yx.1
+            });
+            if !regular || grid.len() != rank {
+                return Ok(None);
+            }
+            let prefix = array.path().as_str().trim_start_matches('/').to_owned();
+            let listed = object_store::path::Path::from(prefix.as_str());
+            let stored: std::collections::HashSet<String> = futures::TryStreamExt::try_collect(
+                futures::TryStreamExt::map_ok(self.objects.list(Some(&listed)), |m| {
+                    m.location.to_string()
+                }),
+            )
+            .await
+            .map_err(|e| crate::location::store_error(&self.url, &listed, "list", e))?;
+            for indices in chunk_indices(&grid) {
+                if stored.contains(array.chunk_key(&indices).as_str()) {
+                    columns.insert((indices[rank - 2], indices[rank - 1]));
+                }
+            }
+        }
+        Ok(Some(columns))
     }
 
     /// Dimension names: Zarr v3 `dimension_names`, else xarray's `_ARRAY_DIMENSIONS` attribute,
@@ -491,6 +547,19 @@ async fn open_mask(
     Ok(Mask {
         name: name.to_owned(),
         array,
+    })
+}
+
+/// Every index of a chunk grid of shape `grid`, row-major.
+fn chunk_indices(grid: &[u64]) -> impl Iterator<Item = Vec<u64>> + '_ {
+    let total: u64 = grid.iter().product();
+    (0..total).map(move |mut flat| {
+        let mut index = vec![0; grid.len()];
+        for (i, &n) in grid.iter().enumerate().rev() {
+            index[i] = flat % n.max(1);
+            flat /= n.max(1);
+        }
+        index
     })
 }
 
