@@ -72,6 +72,58 @@ fn several_stitchers_sharing_a_job_write_the_one_stitcher_mosaic() {
 }
 
 #[test]
+fn a_sparse_scene_is_planned_from_its_stored_chunks_and_every_gappy_tile_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("sparse.zarr").display().to_string();
+    interop("sparse_scene.py", &["write", &input]);
+    // `zeros`: unstored chunks read as observed zeros; `holes`: unstored chunks are gaps.
+    for array in ["zeros", "holes"] {
+        let output = dir
+            .path()
+            .join(format!("{array}.zarr"))
+            .display()
+            .to_string();
+        let job = format!("sparse-{array}");
+        let grid_args = ["--tile", "64", "--overlap", "16"];
+        let mut args = vec!["--array", array, "--method", "idw", "--job-id", &job];
+        args.extend(grid_args);
+        fill_ok(&input, &output, &args);
+        let out = terrafill(&["status", &job, "--output", &output]);
+        assert!(out.status.success());
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let values = read(&input, array);
+        let (h, w) = (768u64, 1024u64);
+        let grid = tiling::TileGrid::new(h, w, 64, 16).unwrap();
+        let gappy = |t: &tiling::Tile| {
+            let win = t.window;
+            (0..2u64).any(|b| {
+                (win.y0..win.y1()).any(|y| {
+                    (win.x0..win.x1()).any(|x| values[((b * h + y) * w + x) as usize].is_nan())
+                })
+            })
+        };
+        let want = grid.tiles().filter(gappy).count() as u64;
+        assert_eq!(
+            status["tiles_dirty"].as_u64(),
+            Some(want),
+            "{array}: the plan's dirty tiles differ from a pixel-by-pixel scan"
+        );
+        let data = read(&output, "data");
+        for (i, (&v, &d)) in values.iter().zip(&data).enumerate() {
+            if v.is_nan() {
+                assert!(d.is_finite(), "{array}: gap pixel {i} left unfilled");
+            } else {
+                assert_eq!(
+                    d.to_bits(),
+                    v.to_bits(),
+                    "{array}: observed pixel {i} changed"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn idw_fills_every_gap_and_keeps_observed_pixels() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.zarr").display().to_string();

@@ -2,7 +2,8 @@
 //! window at a time, so memory stays bounded), create the output arrays and stage the plan.
 //! A plan already staged for the same job id is reused (resume).
 
-use tiling::TileGrid;
+use futures::StreamExt;
+use tiling::{Census, ChunkGrid, TileGrid, Window};
 use wire::v1::{JobPlan, JobSpec, JobState, JobStatus, Method};
 use wire::{staging_keys, JobId, JobKey, TileSet};
 use zarr_io::{LeaveAlone, Mosaic, MosaicSpec, Scene, Staging};
@@ -182,9 +183,30 @@ fn dirty_tiles(id: &JobId, grid: &TileGrid, bitmap: Vec<u8>) -> Result<TileSet, 
         .ok_or_else(|| CoordinatorError::Invalid(format!("staged plan of job {id} is corrupt")))
 }
 
+/// Input chunks read at once while scanning (their fetches overlap; decoding is sequential).
+const SCAN_CONCURRENCY: usize = 8;
+
+/// What an input chunk column (every leading index at one `[y, x]` chunk position) holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Column {
+    /// Every pixel is missing.
+    Missing,
+    /// No pixel is missing.
+    Observed,
+    /// It must be read pixel by pixel.
+    Mixed,
+}
+
 /// Tiles that contain a missing pixel (every tile for `identity`, the pipeline self-check).
 ///
-/// Reading every tile also validates every value (mask values, infinities; see
+/// The scan goes by input chunk, so every stored chunk is fetched and decoded once (tile windows
+/// overlap, and would read the overlaps twice): its missing pixels are counted once into a
+/// [`Census`], which answers for every tile touching the chunk. Chunk positions the store does
+/// not hold read as the fill value, the same everywhere: one of them is read, and its verdict
+/// (all missing, or none) stands for all, so a sparse scene plans in time proportional to the
+/// chunks it stores.
+///
+/// Reading every stored chunk also validates every value (mask values, infinities; see
 /// [`Scene::read_window`]). A scene with no observed pixel is refused: there is nothing to fill
 /// from. A scene with no missing pixel is copied, with a warning.
 async fn find_dirty_tiles(
@@ -198,19 +220,78 @@ async fn find_dirty_tiles(
         grid.tiles().for_each(|tile| dirty.insert(tile.index));
         return Ok(dirty);
     }
+    let (cy, cx) = scene.chunk_shape_yx();
+    let chunks = ChunkGrid::new(scene.height(), scene.width(), cy, cx);
+    let stored = scene
+        .stored_chunk_columns()
+        .await
+        .map_err(CoordinatorError::storage(format!(
+            "listing the chunks of {} for job {id}",
+            scene.url()
+        )))?;
+    let scan_err = |window: Window| {
+        CoordinatorError::storage(format!(
+            "scanning input rows {}..{}, columns {}..{} for job {id}",
+            window.y0,
+            window.y1(),
+            window.x0,
+            window.x1()
+        ))
+    };
     let mut observed = false;
-    for tile in grid.tiles() {
-        let data = scene
-            .read_window(tile.window)
-            .await
-            .map_err(CoordinatorError::storage(format!(
-                "scanning tile {} of job {id}",
-                tile.index
-            )))?;
+    let mut unstored = None;
+    let mut to_read = Vec::new();
+    for c in 0..chunks.len() {
+        let (row, col) = chunks.position(c);
+        let window = chunks.window(row, col);
+        let is_stored = stored.as_ref().is_none_or(|s| s.contains(&(row, col)));
+        let column = match (is_stored, unstored) {
+            (true, _) | (false, Some(Column::Mixed)) => Column::Mixed,
+            (false, Some(known)) => known,
+            (false, None) => {
+                let data = scene.read_window(window).await.map_err(scan_err(window))?;
+                let known = uniform(&data.values);
+                unstored = Some(known);
+                known
+            }
+        };
+        match column {
+            Column::Missing => {
+                for t in grid.tiles_touching(&window) {
+                    dirty.insert(t);
+                }
+            }
+            Column::Observed => observed = true,
+            Column::Mixed => to_read.push(window),
+        }
+    }
+    let mut reads = futures::stream::iter(to_read)
+        .map(|window| async move {
+            let data = scene.read_window(window).await.map_err(scan_err(window))?;
+            Ok::<_, CoordinatorError>((window, data))
+        })
+        .buffered(SCAN_CONCURRENCY);
+    while let Some(read) = reads.next().await {
+        let (window, data) = read?;
         let missing = data.missing_count();
         observed |= missing < data.values.len();
-        if missing > 0 {
-            dirty.insert(tile.index);
+        if missing == 0 {
+            continue;
+        }
+        let census = Census::new(
+            window,
+            &missing_pixels(&data.values, window.area() as usize),
+        );
+        for t in grid.tiles_touching(&window) {
+            if dirty.contains(t) {
+                continue;
+            }
+            let tile = grid
+                .tile(t)
+                .map_err(|e| CoordinatorError::Invalid(e.to_string()))?;
+            if census.count(&tile.window) > 0 {
+                dirty.insert(t);
+            }
         }
     }
     if !observed {
@@ -224,4 +305,27 @@ async fn find_dirty_tiles(
         tracing::warn!(job = %id, input = %scene.url(), "the input has no missing pixel; the output is a copy of it");
     }
     Ok(dirty)
+}
+
+/// Whether `values` are all missing, none, or some.
+fn uniform(values: &[f32]) -> Column {
+    let missing = values.iter().filter(|v| v.is_nan()).count();
+    if missing == values.len() {
+        Column::Missing
+    } else if missing == 0 {
+        Column::Observed
+    } else {
+        Column::Mixed
+    }
+}
+
+/// Per pixel of a `[lead, plane]` buffer: whether any leading index is missing there.
+fn missing_pixels(values: &[f32], plane: usize) -> Vec<bool> {
+    let mut flags = vec![false; plane];
+    for layer in values.chunks(plane.max(1)) {
+        for (f, v) in flags.iter_mut().zip(layer) {
+            *f |= v.is_nan();
+        }
+    }
+    flags
 }
