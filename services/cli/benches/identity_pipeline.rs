@@ -41,6 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             with_spread: false,
             members: 0,
             array_attributes: Default::default(),
+            data_fill: f32::NAN,
         };
         zarr_io::write_scene(&input, "data", &spec, Default::default(), &values).await
     })?;

@@ -2,6 +2,8 @@
 //! window at a time, so memory stays bounded), create the output arrays and stage the plan.
 //! A plan already staged for the same job id is reused (resume).
 
+use std::collections::HashSet;
+
 use futures::StreamExt;
 use tiling::{Census, ChunkGrid, TileGrid, Window};
 use wire::v1::{JobPlan, JobSpec, JobState, JobStatus, Method};
@@ -131,7 +133,12 @@ pub(crate) async fn plan(
             dirty_tiles(&id, &grid, plan.dirty_tiles)?
         }
         None => {
-            let dirty = find_dirty_tiles(&scene, &grid, req.method, &id).await?;
+            let survey = find_dirty_tiles(&scene, &grid, req.method, &id).await?;
+            let output_chunks = spec.chunk_grid()?;
+            let quiet = (chunk == (cy, cx) && !spec.with_spread() && spec.members_written() == 0)
+                .then(|| quiet_chunks(&grid, &output_chunks, &survey))
+                .flatten();
+            let dirty = survey.dirty;
             let plan = JobPlan {
                 job: Some(spec.clone()),
                 dirty_tiles: dirty.as_bytes().to_vec(),
@@ -139,9 +146,18 @@ pub(crate) async fn plan(
                 tiles_dirty: dirty.count(),
                 signature: signature.clone(),
                 planned_unix_ms: wire::unix_ms_now(),
+                quiet_chunks: quiet
+                    .as_ref()
+                    .map(|(q, _)| q.as_bytes().to_vec())
+                    .unwrap_or_default(),
+                quiet_fill: quiet.as_ref().map(|&(_, fill)| fill),
             };
+            if let Some((q, fill)) = &quiet {
+                tracing::info!(job = %id, quiet_chunks = q.count(), fill, "output chunks the input does not store stay unwritten");
+            }
             let mosaic = MosaicSpec {
                 members: spec.members_written(),
+                data_fill: plan.quiet_fill.unwrap_or(f32::NAN),
                 ..MosaicSpec::for_scene(&scene, chunk, spec.with_spread())
             };
             Mosaic::create(&req.output, &mosaic, id.as_str())
@@ -186,6 +202,35 @@ fn dirty_tiles(id: &JobId, grid: &TileGrid, bitmap: Vec<u8>) -> Result<TileSet, 
 /// Input chunks read at once while scanning (their fetches overlap; decoding is sequential).
 const SCAN_CONCURRENCY: usize = 8;
 
+/// What the scan of the input found.
+struct Survey {
+    /// Tiles with a missing pixel.
+    dirty: TileSet,
+    /// The input chunk columns the store holds (`None`: unknown, or not scanned).
+    stored: Option<HashSet<(u64, u64)>>,
+    /// The value every pixel of the other columns reads as, when it is not missing.
+    unstored_fill: Option<f32>,
+}
+
+/// Output chunks that need no write (see `JobPlan.quiet_chunks`), and their value; `None` when
+/// there are none. The output chunk grid must be the input's.
+fn quiet_chunks(grid: &TileGrid, chunks: &ChunkGrid, survey: &Survey) -> Option<(TileSet, f32)> {
+    let (stored, fill) = (survey.stored.as_ref()?, survey.unstored_fill?);
+    let mut quiet = TileSet::new(chunks.len());
+    for c in 0..chunks.len() {
+        let (row, col) = chunks.position(c);
+        let touched = || {
+            grid.tiles_touching(&chunks.window(row, col))
+                .into_iter()
+                .any(|t| survey.dirty.contains(t))
+        };
+        if !stored.contains(&(row, col)) && !touched() {
+            quiet.insert(c);
+        }
+    }
+    (quiet.count() > 0).then_some((quiet, fill))
+}
+
 /// What an input chunk column (every leading index at one `[y, x]` chunk position) holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Column {
@@ -214,11 +259,15 @@ async fn find_dirty_tiles(
     grid: &TileGrid,
     method: Method,
     id: &JobId,
-) -> Result<TileSet, CoordinatorError> {
+) -> Result<Survey, CoordinatorError> {
     let mut dirty = TileSet::new(grid.len());
     if method == Method::Identity {
         grid.tiles().for_each(|tile| dirty.insert(tile.index));
-        return Ok(dirty);
+        return Ok(Survey {
+            dirty,
+            stored: None,
+            unstored_fill: None,
+        });
     }
     let (cy, cx) = scene.chunk_shape_yx();
     let chunks = ChunkGrid::new(scene.height(), scene.width(), cy, cx);
@@ -240,6 +289,7 @@ async fn find_dirty_tiles(
     };
     let mut observed = false;
     let mut unstored = None;
+    let mut unstored_fill = None;
     let mut to_read = Vec::new();
     for c in 0..chunks.len() {
         let (row, col) = chunks.position(c);
@@ -251,6 +301,9 @@ async fn find_dirty_tiles(
             (false, None) => {
                 let data = scene.read_window(window).await.map_err(scan_err(window))?;
                 let known = uniform(&data.values);
+                if known == Column::Observed {
+                    unstored_fill = data.values.first().copied();
+                }
                 unstored = Some(known);
                 known
             }
@@ -304,7 +357,11 @@ async fn find_dirty_tiles(
     if dirty.count() == 0 {
         tracing::warn!(job = %id, input = %scene.url(), "the input has no missing pixel; the output is a copy of it");
     }
-    Ok(dirty)
+    Ok(Survey {
+        dirty,
+        stored,
+        unstored_fill,
+    })
 }
 
 /// Whether `values` are all missing, none, or some.

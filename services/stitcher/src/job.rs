@@ -160,6 +160,7 @@ impl StitchJob {
             .map_err(storage)?;
         let layout = MosaicSpec {
             members: spec.members_written(),
+            data_fill: plan.quiet_fill.unwrap_or(f32::NAN),
             ..MosaicSpec::for_scene(&scene, (spec.chunk_y, spec.chunk_x), spec.with_spread())
         };
         let mosaic = Mosaic::create(&spec.output_url, &layout, &spec.job_id)
@@ -185,6 +186,19 @@ impl StitchJob {
                 staging_keys::chunk_index(&key).and_then(|c| written.get_mut(c as usize))
             {
                 *w = true;
+            }
+        }
+        // Chunks the plan leaves unwritten count as written from the start.
+        if !plan.quiet_chunks.is_empty() {
+            let quiet =
+                TileSet::from_bytes(plan.quiet_chunks.clone(), chunks.len()).ok_or_else(|| {
+                    StitcherError::Inconsistent {
+                        job: id.to_string(),
+                        reason: format!("plan's quiet chunks do not fit {} chunks", chunks.len()),
+                    }
+                })?;
+            for c in quiet.iter() {
+                written[c as usize] = true;
             }
         }
         let mut remaining = vec![0u32; chunks.len() as usize];

@@ -37,6 +37,7 @@ pub async fn import(args: &ImportArgs) -> anyhow::Result<()> {
         with_spread: false,
         members: 0,
         array_attributes: Map::new(),
+        data_fill: f32::NAN,
     };
     zarr_io::write_scene(&args.output, &args.array, &spec, group, &raster.values).await?;
     let missing = raster.values.iter().filter(|v| v.is_nan()).count();

@@ -118,6 +118,7 @@ pub fn write_array(url: &str, array: &str, shape: &[u64], chunk: (u64, u64), val
         with_spread: false,
         members: 0,
         array_attributes: Map::new(),
+        data_fill: f32::NAN,
     };
     runtime()
         .block_on(zarr_io::write_scene(url, array, &spec, attrs(), values))

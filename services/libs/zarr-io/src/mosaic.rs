@@ -44,6 +44,9 @@ pub struct MosaicSpec {
     pub members: u32,
     /// Attributes of the `data` array (e.g. the input array's units).
     pub array_attributes: Map<String, Value>,
+    /// Fill value of the `data` array: NaN, or the input's fill value when the plan leaves chunks
+    /// that the input does not store unwritten (they then read as the input does).
+    pub data_fill: f32,
 }
 
 /// An output mosaic being written.
@@ -93,7 +96,7 @@ impl Mosaic {
             spec,
             DATA_ARRAY,
             data_type::float32(),
-            f32::NAN,
+            spec.data_fill,
             &spec.array_attributes,
         )
         .await?;

@@ -16,7 +16,7 @@ fn float_attributes(mut attributes: Map<String, Value>) -> Map<String, Value> {
 
 impl MosaicSpec {
     /// A mosaic with the scene's shape, dimension names and array attributes, chunked
-    /// `chunk_yx` in (y, x), with a `spread` array when `with_spread`.
+    /// `chunk_yx` in (y, x), with a `spread` array when `with_spread`, and NaN as fill value.
     pub fn for_scene(scene: &Scene, chunk_yx: (u64, u64), with_spread: bool) -> Self {
         Self {
             shape: scene.shape().to_vec(),
@@ -25,6 +25,7 @@ impl MosaicSpec {
             with_spread,
             members: 0,
             array_attributes: float_attributes(scene.array_attributes()),
+            data_fill: f32::NAN,
         }
     }
 }

@@ -47,6 +47,7 @@ fn spec(shape: &[u64], with_spread: bool) -> MosaicSpec {
         with_spread,
         members: 0,
         array_attributes: attrs,
+        data_fill: f32::NAN,
     }
 }
 
