@@ -59,10 +59,18 @@ pub async fn submit(
     broker: &Arc<dyn Broker>,
     metrics: &CoordinatorMetrics,
 ) -> Result<PlannedJob, CoordinatorError> {
+    let started = Instant::now();
     let job = plan::plan(req, cfg.job_key.as_ref(), metrics).await?;
     if job.finished.is_some() {
         return Ok(job);
     }
+    tracing::info!(
+        job = %job.id,
+        tiles = job.grid.len(),
+        dirty = job.dirty.count(),
+        seconds = started.elapsed().as_secs_f64(),
+        "job planned"
+    );
     let spec = QueueSpec::default();
     broker.declare_queue(wire::TILE_QUEUE, &spec).await?;
     broker.declare_queue(wire::STITCH_QUEUE, &spec).await?;

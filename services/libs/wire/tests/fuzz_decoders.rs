@@ -83,6 +83,8 @@ fn seeds() -> Vec<Vec<u8>> {
         tiles_dirty: 120,
         signature: Vec::new(),
         planned_unix_ms: 1_764_748_800_000,
+        quiet_chunks: vec![0b0100_0010; 4],
+        quiet_fill: Some(0.0),
     };
     let output = TileOutput {
         tile_index: 5,
