@@ -202,6 +202,11 @@ pub struct EvalArgs {
     /// Also compare semivariograms (texture) up to this lag in pixels, per band.
     #[arg(long, allow_negative_numbers = true)]
     pub variogram: Option<usize>,
+    /// Also measure seams where the prediction's tiles overlapped (0 is seamless), over the
+    /// scored pixels, for the prediction and for the truth on the same grid (its noise floor).
+    /// The grid comes from the prediction's provenance (`terrafill.tile`, `terrafill.overlap`).
+    #[arg(long)]
+    pub seams: bool,
 }
 
 /// `train`.

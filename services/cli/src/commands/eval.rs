@@ -113,6 +113,59 @@ pub async fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             .collect();
         json["variogram"] = bands.into();
     }
+    if args.seams {
+        json["seams"] = seam_report(&pred, &p, &t, &select, h, w)?;
+    }
     println!("{}", serde_json::to_string_pretty(&json)?);
     Ok(())
+}
+
+/// The seam metric of the prediction and of the truth over the scored pixels, on the tile grid
+/// the prediction's provenance records.
+fn seam_report(
+    pred: &Scene,
+    p: &[f32],
+    t: &[f32],
+    select: &[bool],
+    h: usize,
+    w: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let provenance = pred.group_attributes();
+    let grid_value = |key: &str| {
+        provenance
+            .get("terrafill")
+            .and_then(|v| v.get(key))
+            .and_then(serde_json::Value::as_u64)
+    };
+    let (Some(tile), Some(overlap)) = (grid_value("tile"), grid_value("overlap")) else {
+        anyhow::bail!(
+            "--seams: {} records no tile grid (group attribute `terrafill` with `tile` and \
+             `overlap`); was it written by terrafill?",
+            pred.url()
+        );
+    };
+    let grid = tiling::TileGrid::new(h as u64, w as u64, tile, overlap)
+        .with_context(|| format!("--seams: tile {tile}, overlap {overlap}"))?;
+    let (rows, cols) = (grid.periodic_offsets(true), grid.periodic_offsets(false));
+    let layout = scoring::SeamLayout {
+        rows: &rows,
+        cols: &cols,
+        stride: grid.stride(),
+        overlap,
+    };
+    let (Some(prediction), Some(truth)) = (
+        scoring::seams(p, Some(select), h, w, &layout),
+        scoring::seams(t, Some(select), h, w, &layout),
+    ) else {
+        anyhow::bail!(
+            "--seams: tile {tile} with overlap {overlap} leaves no regular overlap zone in a \
+             {h} × {w} scene (it needs at least three tiles along each axis and an overlap)"
+        );
+    };
+    Ok(serde_json::json!({
+        "tile": tile,
+        "overlap": overlap,
+        "prediction": prediction,
+        "truth": truth,
+    }))
 }

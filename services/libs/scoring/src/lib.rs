@@ -6,10 +6,12 @@ use serde::Serialize;
 
 mod ensemble;
 mod members;
+mod seams;
 mod variogram;
 
 pub use ensemble::{crps_gaussian, probabilistic, Probabilistic};
 pub use members::{ensemble_scores, EnsembleScores};
+pub use seams::{seams, SeamLayout, Seams};
 pub use variogram::{log_ratio_error, semivariogram, Variogram};
 
 /// Scores of one band (or of all bands together).

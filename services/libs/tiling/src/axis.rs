@@ -46,6 +46,20 @@ impl Axis {
         self.start(i) + self.size
     }
 
+    /// For each position along the axis, its offset within the stride where the tiles repeat
+    /// regularly (from the second tile's start to the last tile's), else `None`. Offsets below the
+    /// overlap are covered by two tiles.
+    pub(crate) fn periodic_offsets(&self) -> Vec<Option<u64>> {
+        let regular = if self.count > 2 {
+            self.stride..self.start(self.count - 1)
+        } else {
+            0..0
+        };
+        (0..self.len)
+            .map(|p| regular.contains(&p).then(|| p % self.stride))
+            .collect()
+    }
+
     /// Indices of the tiles that share at least one pixel with `a..b`.
     pub(crate) fn covering(&self, a: u64, b: u64) -> std::ops::Range<u64> {
         let first = partition_point(self.count, |i| self.end(i) <= a);

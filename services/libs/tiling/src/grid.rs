@@ -182,6 +182,22 @@ impl TileGrid {
         Window::new(self.rows.start(row), 0, self.rows.size(), self.width)
     }
 
+    /// Per row (`along_y`) or column, its offset within the tile stride where the grid repeats
+    /// regularly, else `None`; offsets below [`Self::overlap`] lie where two tiles overlap. What
+    /// a seam metric folds positions by.
+    pub fn periodic_offsets(&self, along_y: bool) -> Vec<Option<u64>> {
+        if along_y {
+            self.rows.periodic_offsets()
+        } else {
+            self.cols.periodic_offsets()
+        }
+    }
+
+    /// The distance between the starts of neighbouring tiles (`tile - overlap`).
+    pub fn stride(&self) -> u64 {
+        self.tile - self.overlap
+    }
+
     /// Indices of the tiles that share a pixel with `window`, ascending.
     pub fn tiles_touching(&self, window: &Window) -> Vec<u64> {
         let rows = self.rows.covering(window.y0, window.y1());

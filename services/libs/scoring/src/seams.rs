@@ -1,0 +1,294 @@
+//! A seam metric for tiled outputs: how much the texture changes where tiles overlap.
+//!
+//! Gradients alone miss seams between independent samples: blending two samples lowers the
+//! amplitude in their overlap while the hand-over between them adds gradient, and at some
+//! correlation lengths the two cancel. So two profiles are measured along each axis, folded by
+//! the position's offset within the tile stride (every overlap zone of the regular grid lands on
+//! the same offsets): the mean |difference to the next pixel| and the RMS of the high-pass
+//! residual (the field minus a Gaussian blur of σ = overlap / 2). Each profile is divided by its
+//! mean over the offsets inside the tiles (no overlap); the score is the largest deviation from 1
+//! over the overlap offsets, of either profile, along either axis. 0 is seamless.
+
+use serde::Serialize;
+
+/// The seam metric of a field and its parts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Seams {
+    /// The largest deviation from 1 of any normalised profile in an overlap zone.
+    pub score: f64,
+    /// That deviation for the gradient profile across columns (vertical seams), rows.
+    pub gradient_x: f64,
+    /// The same along rows (horizontal seams).
+    pub gradient_y: f64,
+    /// That deviation for the high-pass RMS profile across columns.
+    pub highpass_x: f64,
+    /// The same along rows.
+    pub highpass_y: f64,
+}
+
+/// How a tile grid lays out one field: per row and per column, its offset within the stride where
+/// the grid repeats regularly (else `None`), and the overlap.
+#[derive(Debug, Clone, Copy)]
+pub struct SeamLayout<'a> {
+    /// Offsets of the rows (`TileGrid::periodic_offsets(true)`).
+    pub rows: &'a [Option<u64>],
+    /// Offsets of the columns (`TileGrid::periodic_offsets(false)`).
+    pub cols: &'a [Option<u64>],
+    /// The tile stride.
+    pub stride: u64,
+    /// The tile overlap (offsets below it lie in overlap zones).
+    pub overlap: u64,
+}
+
+/// Seam metric of `field` (`[lead, h, w]`, NaN ignored) laid out by `layout`, over the pixels
+/// `select`ed (same length as `field`; all when `None`; a gradient needs both its pixels). `None`
+/// when the grid has no regular overlap zone and interior along either axis (too few tiles, or no
+/// overlap), or nothing is selected there.
+pub fn seams(
+    field: &[f32],
+    select: Option<&[bool]>,
+    h: usize,
+    w: usize,
+    layout: &SeamLayout,
+) -> Option<Seams> {
+    let plane = h * w;
+    if plane == 0 || layout.overlap == 0 || layout.rows.len() != h || layout.cols.len() != w {
+        return None;
+    }
+    let sigma = layout.overlap as f64 / 2.0;
+    let residual: Vec<f64> = field
+        .chunks(plane)
+        .flat_map(|band| {
+            let blurred = gaussian_blur(band, h, w, sigma);
+            band.iter()
+                .zip(blurred)
+                .map(|(&v, b)| f64::from(v) - b)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let s = layout.stride as usize;
+    let mut gx = Profile::new(s);
+    let mut gy = Profile::new(s);
+    let mut rx = Profile::new(s);
+    let mut ry = Profile::new(s);
+    for (b, (band, res)) in field.chunks(plane).zip(residual.chunks(plane)).enumerate() {
+        let at = |i: usize| {
+            let v = band[i];
+            let chosen = select.is_none_or(|s| s.get(b * plane + i).copied().unwrap_or(false));
+            (chosen && !v.is_nan()).then_some(f64::from(v))
+        };
+        for y in 0..h {
+            for x in 0..w {
+                let Some(v) = at(y * w + x) else {
+                    continue;
+                };
+                let r = res[y * w + x];
+                if let Some(o) = layout.cols[x] {
+                    rx.add(o, r * r);
+                    if let Some(next) = (x + 1 < w).then(|| at(y * w + x + 1)).flatten() {
+                        gx.add(o, (next - v).abs());
+                    }
+                }
+                if let Some(o) = layout.rows[y] {
+                    ry.add(o, r * r);
+                    if let Some(next) = (y + 1 < h).then(|| at((y + 1) * w + x)).flatten() {
+                        gy.add(o, (next - v).abs());
+                    }
+                }
+            }
+        }
+    }
+    let o = layout.overlap;
+    let parts = Seams {
+        gradient_x: gx.deviation(o, false)?,
+        gradient_y: gy.deviation(o, false)?,
+        highpass_x: rx.deviation(o, true)?,
+        highpass_y: ry.deviation(o, true)?,
+        score: 0.0,
+    };
+    Some(Seams {
+        score: parts
+            .gradient_x
+            .max(parts.gradient_y)
+            .max(parts.highpass_x)
+            .max(parts.highpass_y),
+        ..parts
+    })
+}
+
+/// Sums and counts per offset within the stride.
+struct Profile {
+    sum: Vec<f64>,
+    n: Vec<u64>,
+}
+
+impl Profile {
+    fn new(stride: usize) -> Self {
+        Self {
+            sum: vec![0.0; stride],
+            n: vec![0; stride],
+        }
+    }
+
+    fn add(&mut self, offset: u64, v: f64) {
+        if let (Some(s), Some(n)) = (
+            self.sum.get_mut(offset as usize),
+            self.n.get_mut(offset as usize),
+        ) {
+            *s += v;
+            *n += 1;
+        }
+    }
+
+    /// Mean at each offset (RMS when `rms`), `None` where nothing was added.
+    fn level(&self, offset: usize, rms: bool) -> Option<f64> {
+        let n = *self.n.get(offset)?;
+        (n > 0).then(|| {
+            let mean = self.sum[offset] / n as f64;
+            if rms {
+                mean.sqrt()
+            } else {
+                mean
+            }
+        })
+    }
+
+    /// The largest |level / interior level - 1| over the overlap offsets (`< overlap`).
+    fn deviation(&self, overlap: u64, rms: bool) -> Option<f64> {
+        let overlap = overlap as usize;
+        let inside: Vec<f64> = (overlap..self.sum.len())
+            .filter_map(|o| self.level(o, rms))
+            .collect();
+        if inside.is_empty() {
+            return None;
+        }
+        let reference = inside.iter().sum::<f64>() / inside.len() as f64;
+        if reference <= 0.0 {
+            return Some(0.0);
+        }
+        (0..overlap.min(self.sum.len()))
+            .filter_map(|o| self.level(o, rms))
+            .map(|l| (l / reference - 1.0).abs())
+            .reduce(f64::max)
+    }
+}
+
+/// Separable Gaussian blur with standard deviation `sigma` (radius 3σ); NaN pixels and pixels past
+/// the edges carry no weight (normalised convolution).
+fn gaussian_blur(band: &[f32], h: usize, w: usize, sigma: f64) -> Vec<f64> {
+    let radius = (3.0 * sigma).ceil() as isize;
+    let kernel: Vec<f64> = (-radius..=radius)
+        .map(|d| (-((d * d) as f64) / (2.0 * sigma * sigma)).exp())
+        .collect();
+    let values: Vec<f64> = band.iter().map(|&v| f64::from(v)).collect();
+    let pass = |input: &[f64], along_x: bool| -> Vec<f64> {
+        let mut out = vec![f64::NAN; h * w];
+        for y in 0..h {
+            for x in 0..w {
+                let (mut acc, mut weight) = (0.0, 0.0);
+                for (k, d) in kernel.iter().zip(-radius..=radius) {
+                    let (yy, xx) = if along_x {
+                        (y as isize, x as isize + d)
+                    } else {
+                        (y as isize + d, x as isize)
+                    };
+                    if yy < 0 || xx < 0 || yy >= h as isize || xx >= w as isize {
+                        continue;
+                    }
+                    let v = input[yy as usize * w + xx as usize];
+                    if !v.is_nan() {
+                        acc += k * v;
+                        weight += k;
+                    }
+                }
+                if weight > 0.0 {
+                    out[y * w + x] = acc / weight;
+                }
+            }
+        }
+        out
+    };
+    let across = pass(&values, true);
+    pass(&across, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tiling::{Blender, TileGrid, Window};
+
+    /// A smooth random field: white noise (xorshift) blurred with σ = `corr`.
+    fn gaussian_field(h: usize, w: usize, corr: f64, seed: u64) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let noise: Vec<f32> = (0..h * w)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+            })
+            .collect();
+        let blurred = gaussian_blur(&noise, h, w, corr);
+        let rms = (blurred.iter().map(|v| v * v).sum::<f64>() / blurred.len() as f64).sqrt();
+        blurred.iter().map(|v| (v / rms) as f32).collect()
+    }
+
+    fn layout_of(grid: &TileGrid) -> (Vec<Option<u64>>, Vec<Option<u64>>) {
+        (grid.periodic_offsets(true), grid.periodic_offsets(false))
+    }
+
+    #[test]
+    fn a_seamless_field_scores_low_and_independent_blended_tiles_score_high() {
+        let (h, w) = (512usize, 512usize);
+        let grid = TileGrid::new(h as u64, w as u64, 32, 8).unwrap();
+        let (rows, cols) = layout_of(&grid);
+        let layout = SeamLayout {
+            rows: &rows,
+            cols: &cols,
+            stride: grid.stride(),
+            overlap: grid.overlap(),
+        };
+        for corr in [1.0, 2.0, 4.0, 8.0] {
+            let seamless = gaussian_field(h, w, corr, 7);
+            let s = seams(&seamless, None, h, w, &layout).unwrap();
+            assert!(s.score < 0.1, "seamless field, corr {corr}: {s:?}");
+
+            // Every tile an independent field of the same statistics, Hann-blended.
+            let mut blend = Blender::new(Window::new(0, 0, h as u64, w as u64), 1);
+            // (Each drawn with a margin of 3σ so that its edges are as smooth as its centre.)
+            let margin = (3.0 * corr) as usize;
+            for tile in grid.tiles() {
+                let win = tile.window;
+                let (th, tw) = (win.height as usize, win.width as usize);
+                let side = tw + 2 * margin;
+                let own = gaussian_field(th + 2 * margin, side, corr, 100 + tile.index);
+                let values: Vec<f32> = (0..th)
+                    .flat_map(|y| (0..tw).map(move |x| (y, x)))
+                    .map(|(y, x)| own[(y + margin) * side + x + margin])
+                    .collect();
+                blend.add(&grid, &tile, &values).unwrap();
+            }
+            let tiled = blend.finish();
+            let t = seams(&tiled, None, h, w, &layout).unwrap();
+            assert!(t.score > 0.2, "independent tiles, corr {corr}: {t:?}");
+            eprintln!(
+                "corr {corr}: seamless {:.3}, independent tiles {:.3}",
+                s.score, t.score
+            );
+        }
+    }
+
+    #[test]
+    fn no_overlap_or_too_few_tiles_gives_no_score() {
+        let field = vec![1.0f32; 64 * 64];
+        let grid = TileGrid::new(64, 64, 64, 16).unwrap();
+        let (rows, cols) = layout_of(&grid);
+        let layout = SeamLayout {
+            rows: &rows,
+            cols: &cols,
+            stride: grid.stride(),
+            overlap: grid.overlap(),
+        };
+        assert_eq!(seams(&field, None, 64, 64, &layout), None);
+    }
+}
