@@ -186,7 +186,7 @@ fn idw_fills_every_gap_and_keeps_observed_pixels() {
     // `eval` scores exactly the filled pixels against the truth.
     let truth_url = dir.path().join("truth.zarr").display().to_string();
     write(&truth_url, &shape, (64, 64), &truth);
-    let out = terrafill(&["eval", &output, &truth_url, "--variogram", "3"]);
+    let out = terrafill(&["eval", &output, &truth_url, "--variogram", "3", "--seams"]);
     assert!(out.status.success());
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["overall"]["pixels"].as_u64(), Some(n as u64));
@@ -196,6 +196,15 @@ fn idw_fills_every_gap_and_keeps_observed_pixels() {
         "eval RMSE {reported} vs {rmse}"
     );
     assert_eq!(report["variogram"].as_array().map(Vec::len), Some(3));
+    // The seam metric on the fill's own tile grid (from its provenance), with the truth's as the
+    // noise floor: idw tiles are exactly the whole-scene fill, so the fill has no seam of its own.
+    let seams = &report["seams"];
+    assert_eq!(seams["tile"].as_u64(), Some(64));
+    let (pred, truth) = (
+        seams["prediction"]["score"].as_f64().unwrap(),
+        seams["truth"]["score"].as_f64().unwrap(),
+    );
+    assert!(pred.is_finite() && truth.is_finite(), "{seams}");
 }
 
 #[test]
