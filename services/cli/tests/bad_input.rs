@@ -51,6 +51,12 @@ fn missing_input_and_not_a_zarr_are_named() {
             &format!("array `{array}` not found in Zarr group `{scene}`; it holds: data, mask"),
         );
     }
+    // The array's own path instead of its group's: say which group and --array to give.
+    fails_with(
+        &["fill", &format!("{scene}/data"), &out],
+        &format!("`{scene}/data` is a Zarr array, not a group: give the group that holds it, `{scene}`, with --array data"),
+    );
+    assert!(!complete(&out));
 }
 
 #[test]

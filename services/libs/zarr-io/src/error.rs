@@ -70,6 +70,20 @@ pub enum ZarrIoError {
         empty: bool,
     },
 
+    /// The URL holds a Zarr array, not the group terrafill reads.
+    #[error(
+        "`{url}` is a Zarr array, not a group: give the group that holds it, `{parent}`, with \
+         --array {name}"
+    )]
+    ArrayNotGroup {
+        /// The location.
+        url: String,
+        /// The location one level up.
+        parent: String,
+        /// The array's name there.
+        name: String,
+    },
+
     /// The group metadata exists but cannot be read.
     #[error("cannot open Zarr group `{url}`: {source}")]
     OpenGroup {

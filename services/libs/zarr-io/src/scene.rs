@@ -107,10 +107,19 @@ impl Scene {
                 return Err(not_a_group(url, &opened.objects).await);
             }
             Err(source) => {
+                if Array::async_open(opened.zarr.clone(), "/").await.is_ok() {
+                    let trimmed = url.trim_end_matches('/');
+                    let (parent, name) = trimmed.rsplit_once('/').unwrap_or((".", trimmed));
+                    return Err(ZarrIoError::ArrayNotGroup {
+                        url: url.to_owned(),
+                        parent: parent.to_owned(),
+                        name: name.to_owned(),
+                    });
+                }
                 return Err(ZarrIoError::OpenGroup {
                     url: url.to_owned(),
                     source: Box::new(source),
-                })
+                });
             }
         };
         let group_attributes = group.attributes().clone();
