@@ -313,17 +313,26 @@ impl StitchJob {
     /// two results at least one sees both staged). A chunk whose results all came here is
     /// written at once; one whose tiles were partly learnt from staging is first claimed (see
     /// [`Self::claim`]), so that two stitchers rarely write it both, and if they do, they write
-    /// the same bytes.
+    /// the same bytes. A stitcher that is not `shared` (the only consumer of the results queue)
+    /// trusts its deliveries and asks staging nothing.
     ///
     /// # Errors
     /// [`StitcherError`] naming the job when staging, a blend or a write fails.
     pub async fn write_ready(
         &mut self,
         candidates: Vec<u64>,
+        shared: bool,
         metrics: &StitcherMetrics,
     ) -> Result<(), StitcherError> {
         for c in candidates {
             if self.written[c as usize] {
+                continue;
+            }
+            if !shared {
+                // The only stitcher: its deliveries are the whole story.
+                if self.remaining[c as usize] == 0 {
+                    self.write_chunk(c, metrics).await?;
+                }
                 continue;
             }
             for t in self.unseen_tiles(c) {
@@ -391,6 +400,7 @@ impl StitchJob {
     /// [`StitcherError`] naming the job when staging cannot be read or a write fails.
     pub async fn resync(
         &mut self,
+        shared: bool,
         metrics: &StitcherMetrics,
     ) -> Result<Option<JobStatus>, StitcherError> {
         if let Some(status) = self.ended().await? {
@@ -415,7 +425,7 @@ impl StitchJob {
             self.mark_written(c);
         }
         let ready = self.ready_chunks();
-        self.write_ready(ready, metrics).await?;
+        self.write_ready(ready, shared, metrics).await?;
         Ok(None)
     }
 

@@ -79,6 +79,7 @@ pub async fn run(
         interval: Duration::from_millis(cfg.status_interval_ms),
         key: cfg.job_key.clone(),
         me: random_u64(),
+        peers: Peers::default(),
     };
     // Stitchers that go quiet together catch up at different moments, so that one of them
     // usually finalizes a shared job before the others look.
@@ -160,7 +161,18 @@ struct Stitcher {
     key: Option<wire::JobKey>,
     /// This stitcher's id in chunk claims.
     me: u64,
+    peers: Peers,
 }
+
+/// Whether other stitchers share the results queue, as last asked of the broker.
+#[derive(Default)]
+struct Peers {
+    shared: bool,
+    asked: Option<Instant>,
+}
+
+/// How often a stitcher asks the broker how many stitchers share the results queue.
+const PEERS_EVERY: Duration = Duration::from_secs(2);
 
 impl Stitcher {
     async fn handle(&mut self, event: Event) -> Result<(), StitcherError> {
@@ -261,10 +273,11 @@ impl Stitcher {
     /// Catches job `job_id` up with what other stitchers did: forgets it when it ended,
     /// otherwise writes the chunks that became ready and finalizes it when complete.
     async fn resync(&mut self, job_id: &str) -> Result<(), StitcherError> {
+        let shared = self.shared().await;
         let Some(active) = self.jobs.get_mut(job_id) else {
             return Ok(());
         };
-        match active.job.resync(&self.metrics).await {
+        match active.job.resync(shared, &self.metrics).await {
             Ok(Some(status)) => {
                 tracing::info!(job = %job_id, state = ?status.state(), "job ended at another stitcher");
                 self.forget(job_id);
@@ -275,12 +288,27 @@ impl Stitcher {
         }
     }
 
+    /// Whether other stitchers consume the results queue (asked of the broker at most every
+    /// [`PEERS_EVERY`]; when the broker cannot say, assume they do, which is always safe).
+    async fn shared(&mut self) -> bool {
+        if self.peers.asked.is_none_or(|t| t.elapsed() >= PEERS_EVERY) {
+            self.peers.shared = self
+                .broker
+                .queue_consumers(wire::STITCH_QUEUE)
+                .await
+                .map_or(true, |n| n > 1);
+            self.peers.asked = Some(Instant::now());
+        }
+        self.peers.shared
+    }
+
     /// Writes those of `chunks` that are ready.
     async fn write(&mut self, job_id: &str, chunks: Vec<u64>) -> Result<(), StitcherError> {
+        let shared = self.shared().await;
         let Some(active) = self.jobs.get_mut(job_id) else {
             return Ok(());
         };
-        match active.job.write_ready(chunks, &self.metrics).await {
+        match active.job.write_ready(chunks, shared, &self.metrics).await {
             Ok(()) => Ok(()),
             Err(error) => self.unless_ended(job_id, error).await,
         }

@@ -342,6 +342,43 @@ pub async fn queue_depth_counts_ready(broker: Arc<dyn Broker>, prefix: &str) {
     cleanup(b, &q).await;
 }
 
+/// `queue_consumers` counts live subscriptions of a queue, on any connection.
+pub async fn queue_consumers_counts_subscriptions(broker: Arc<dyn Broker>, prefix: &str) {
+    let b = &*broker;
+    let q = declared(b, prefix, "consumers", &QueueSpec::default()).await;
+    let consumers_eventually = |expected: u64| {
+        let q = q.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                let n = ok(b.queue_consumers(&q).await, "queue_consumers");
+                if n == expected {
+                    return;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "queue {q}: {n} consumers, expected {expected}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    consumers_eventually(0).await;
+    let first = ok(b.consume(&q, 1).await, "consume");
+    let second = ok(b.consume(&q, 1).await, "consume");
+    consumers_eventually(2).await;
+    drop(first);
+    consumers_eventually(1).await;
+    drop(second);
+    consumers_eventually(0).await;
+    let err = b
+        .queue_consumers(&format!("{q}-missing"))
+        .await
+        .expect_err("consumers of a missing queue");
+    assert!(matches!(err, BrokerError::QueueNotFound { .. }), "{err:?}");
+    cleanup(b, &q).await;
+}
+
 /// Messages over `max_message_bytes` are refused with a clear error; one at the limit passes.
 pub async fn oversized_rejected(broker: Arc<dyn Broker>, prefix: &str) {
     let b = &*broker;
@@ -524,7 +561,8 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@each $prefix, $make;
             round_trip_with_headers, prefetch_bound, ack_removes, retry_redelivers_with_count,
             delivery_limit_dead_letters, dead_letter_goes_to_dlq, dropped_subscription_requeues,
-            consumers_share_work, concurrent_publishes, events_fan_out, queue_depth_counts_ready, oversized_rejected,
+            consumers_share_work, concurrent_publishes, events_fan_out, queue_depth_counts_ready,
+            queue_consumers_counts_subscriptions, oversized_rejected,
             unroutable_publish_fails, declare_idempotent, full_queue_rejects, full_queue_drops_head,
             delete_ends_subscription);
     };

@@ -66,6 +66,8 @@ struct Queue {
     /// Delivery tag → (subscription id, message).
     unacked: BTreeMap<u64, (u64, Stored)>,
     notify: Arc<Notify>,
+    /// Live subscriptions.
+    consumers: u64,
 }
 
 #[derive(Debug)]
@@ -85,6 +87,7 @@ impl Queue {
             ready_bytes: 0,
             unacked: BTreeMap::new(),
             notify: Arc::new(Notify::new()),
+            consumers: 0,
         }
     }
 
@@ -275,11 +278,13 @@ impl Broker for InProcessBroker {
     ) -> Result<Box<dyn Subscription>, BrokerError> {
         check_name(queue)?;
         let mut state = self.shared.lock();
-        let Some(queue_id) = state.queues.get(queue).map(|q| q.id) else {
+        let Some(q) = state.queues.get_mut(queue) else {
             return Err(BrokerError::QueueNotFound {
                 queue: queue.into(),
             });
         };
+        q.consumers += 1;
+        let queue_id = q.id;
         let id = state.fresh_id();
         state.in_flight.insert(id, 0);
         Ok(Box::new(QueueSubscription {
@@ -335,6 +340,17 @@ impl Broker for InProcessBroker {
         let state = self.shared.lock();
         match state.queues.get(queue) {
             Some(q) => Ok(q.depth() as u64),
+            None => Err(BrokerError::QueueNotFound {
+                queue: queue.into(),
+            }),
+        }
+    }
+
+    async fn queue_consumers(&self, queue: &str) -> Result<u64, BrokerError> {
+        check_name(queue)?;
+        let state = self.shared.lock();
+        match state.queues.get(queue) {
+            Some(q) => Ok(q.consumers),
             None => Err(BrokerError::QueueNotFound {
                 queue: queue.into(),
             }),
@@ -467,6 +483,7 @@ impl Drop for QueueSubscription {
         else {
             return;
         };
+        q.consumers = q.consumers.saturating_sub(1);
         let tags: Vec<u64> = q
             .unacked
             .iter()

@@ -190,6 +190,12 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
     /// [`BrokerError::QueueNotFound`]; connection errors.
     async fn queue_depth(&self, queue: &str) -> Result<u64, BrokerError>;
 
+    /// Number of consumers (subscriptions from [`Broker::consume`], on any connection) of a queue.
+    ///
+    /// # Errors
+    /// [`BrokerError::QueueNotFound`]; connection errors.
+    async fn queue_consumers(&self, queue: &str) -> Result<u64, BrokerError>;
+
     /// The largest message body this broker accepts, in bytes.
     fn max_message_bytes(&self) -> usize;
 

@@ -133,6 +133,30 @@ impl Broker for AmqpBroker {
     }
 
     async fn queue_depth(&self, queue: &str) -> Result<u64, BrokerError> {
+        Ok(self.declare_passive(queue).await?.0)
+    }
+
+    async fn queue_consumers(&self, queue: &str) -> Result<u64, BrokerError> {
+        Ok(self.declare_passive(queue).await?.1)
+    }
+    fn max_message_bytes(&self) -> usize {
+        self.inner.config.max_message_bytes
+    }
+
+    fn is_connected(&self) -> bool {
+        self.inner
+            .connected
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn close(&self) -> Result<(), BrokerError> {
+        AmqpBroker::close(self).await
+    }
+}
+
+impl AmqpBroker {
+    /// `(ready messages, consumers)` of `queue`, from a passive declare.
+    async fn declare_passive(&self, queue: &str) -> Result<(u64, u64), BrokerError> {
         check_name(queue)?;
         self.inner
             .on_temp_channel("queue.declare", queue, |ch| async move {
@@ -154,22 +178,8 @@ impl Broker for AmqpBroker {
                         }
                         _ => classify(e, "queue.declare", queue),
                     })?;
-                Ok(u64::from(q.message_count()))
+                Ok((u64::from(q.message_count()), u64::from(q.consumer_count())))
             })
             .await
-    }
-
-    fn max_message_bytes(&self) -> usize {
-        self.inner.config.max_message_bytes
-    }
-
-    fn is_connected(&self) -> bool {
-        self.inner
-            .connected
-            .load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    async fn close(&self) -> Result<(), BrokerError> {
-        AmqpBroker::close(self).await
     }
 }
