@@ -166,7 +166,12 @@ pub struct ServiceArgs {
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
     /// Job id.
-    pub job_id: String,
+    #[arg(required_unless_present = "list")]
+    pub job_id: Option<String>,
+    /// List every job staged at --output's (or --staging's) staging location instead, with its
+    /// state and progress, as a JSON array.
+    #[arg(long, conflicts_with_all = ["job_id", "broker"])]
+    pub list: bool,
     /// Output URL of the job (reads its staged status).
     #[arg(long)]
     pub output: Option<String>,

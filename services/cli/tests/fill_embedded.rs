@@ -76,6 +76,8 @@ fn a_sparse_scene_is_planned_from_its_stored_chunks_and_every_gappy_tile_is_foun
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("sparse.zarr").display().to_string();
     interop("sparse_scene.py", &["write", &input]);
+    // Both jobs stage in one place, which `status --list` then lists.
+    let staging = dir.path().join("jobs.staging").display().to_string();
     // `zeros`: unstored chunks read as observed zeros; `holes`: unstored chunks are gaps.
     for array in ["zeros", "holes"] {
         let output = dir
@@ -87,8 +89,9 @@ fn a_sparse_scene_is_planned_from_its_stored_chunks_and_every_gappy_tile_is_foun
         let grid_args = ["--tile", "64", "--overlap", "16"];
         let mut args = vec!["--array", array, "--method", "idw", "--job-id", &job];
         args.extend(grid_args);
+        args.extend(["--staging", &staging]);
         fill_ok(&input, &output, &args);
-        let out = terrafill(&["status", &job, "--output", &output]);
+        let out = terrafill(&["status", &job, "--staging", &staging]);
         assert!(out.status.success());
         let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let values = read(&input, array);
@@ -128,6 +131,23 @@ fn a_sparse_scene_is_planned_from_its_stored_chunks_and_every_gappy_tile_is_foun
             _ => assert_eq!(stored, 48, "holes: every output chunk holds filled pixels"),
         }
     }
+    let out = terrafill(&["status", "--list", "--staging", &staging]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed: Vec<(&str, &str)> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| (j["job_id"].as_str().unwrap(), j["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        listed,
+        [("sparse-holes", "succeeded"), ("sparse-zeros", "succeeded")]
+    );
 }
 
 /// Files below `dir`, recursively.

@@ -8,13 +8,12 @@ use wire::v1::{JobState, JobStatus};
 use crate::args::StatusArgs;
 
 pub async fn status(args: &StatusArgs) -> anyhow::Result<()> {
-    let id = wire::JobId::parse(&args.job_id)?;
-    let staging = match (&args.staging, &args.output) {
-        (Some(s), _) => Some(s.clone()),
-        (None, Some(out)) => Some(format!("{}.staging", out.trim_end_matches('/'))),
-        (None, None) => None,
-    };
-    let status = match (staging, &args.broker) {
+    if args.list {
+        return list(args).await;
+    }
+    let job_id = args.job_id.as_deref().context("give a JOB_ID, or --list")?;
+    let id = wire::JobId::parse(job_id)?;
+    let status = match (staging_url(args), &args.broker) {
         (Some(url), _) => {
             let staging = zarr_io::Staging::open(&url)?;
             coordinator::read_status(&staging, &id)
@@ -38,6 +37,40 @@ pub async fn status(args: &StatusArgs) -> anyhow::Result<()> {
         );
     }
     println!("{}", report.to_json(&status));
+    Ok(())
+}
+
+/// The staging location `--staging` names, or `--output`'s.
+fn staging_url(args: &StatusArgs) -> Option<String> {
+    match (&args.staging, &args.output) {
+        (Some(s), _) => Some(s.clone()),
+        (None, Some(out)) => Some(format!("{}.staging", out.trim_end_matches('/'))),
+        (None, None) => None,
+    }
+}
+
+/// `status --list`: every job staged at the location, as a JSON array (a job with a plan but no
+/// status yet is `planned`).
+async fn list(args: &StatusArgs) -> anyhow::Result<()> {
+    let url = staging_url(args).context("--list needs --output or --staging")?;
+    let staging = zarr_io::Staging::open(&url)?;
+    let now = wire::unix_ms_now();
+    let mut rows = Vec::new();
+    for name in staging.top_level().await? {
+        let Ok(id) = wire::JobId::parse(&name) else {
+            continue;
+        };
+        if !staging.exists(&wire::staging_keys::plan(&id)).await? {
+            continue;
+        }
+        rows.push(match coordinator::read_status(&staging, &id).await? {
+            Some(status) => {
+                Report::new(&status, now, Duration::from_secs(args.stale_after)).to_json(&status)
+            }
+            None => serde_json::json!({"job_id": id.as_str(), "state": "planned"}),
+        });
+    }
+    println!("{}", serde_json::to_string_pretty(&rows)?);
     Ok(())
 }
 

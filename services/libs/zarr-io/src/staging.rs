@@ -113,6 +113,26 @@ impl Staging {
         Ok(keys)
     }
 
+    /// The first-level "directories" of the staging area (one per job), sorted; one delimited
+    /// listing, so it does not walk every staged tile.
+    ///
+    /// # Errors
+    /// [`ZarrIoError::Store`].
+    pub async fn top_level(&self) -> Result<Vec<String>, ZarrIoError> {
+        let listing = self
+            .store
+            .list_with_delimiter(None)
+            .await
+            .map_err(|e| store_error(&self.url, &Path::default(), "list", e))?;
+        let mut names: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// Delete every key below `prefix` (whole segments; `""` deletes everything). Deleting
     /// nothing is not an error.
     ///
