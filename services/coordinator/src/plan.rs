@@ -8,7 +8,7 @@ use futures::StreamExt;
 use tiling::{Census, ChunkGrid, TileGrid, Window};
 use wire::v1::{JobPlan, JobSpec, JobState, JobStatus, Method};
 use wire::{staging_keys, JobId, JobKey, TileSet};
-use zarr_io::{LeaveAlone, Mosaic, MosaicSpec, Scene, Staging};
+use zarr_io::{LeaveAlone, Mosaic, MosaicSpec, Scene, Staging, TileData};
 
 use crate::{CoordinatorError, CoordinatorMetrics, FillRequest};
 
@@ -300,7 +300,7 @@ async fn find_dirty_tiles(
             (false, Some(known)) => known,
             (false, None) => {
                 let data = scene.read_window(window).await.map_err(scan_err(window))?;
-                let known = uniform(&data.values);
+                let known = uniform(&data);
                 if known == Column::Observed {
                     unstored_fill = data.values.first().copied();
                 }
@@ -364,10 +364,10 @@ async fn find_dirty_tiles(
     })
 }
 
-/// Whether `values` are all missing, none, or some.
-fn uniform(values: &[f32]) -> Column {
-    let missing = values.iter().filter(|v| v.is_nan()).count();
-    if missing == values.len() {
+/// Whether a window's values are all missing, none, or some.
+fn uniform(data: &TileData) -> Column {
+    let missing = data.missing_count();
+    if missing == data.values.len() {
         Column::Missing
     } else if missing == 0 {
         Column::Observed

@@ -233,24 +233,25 @@ mod tests {
         blurred.iter().map(|v| (v / rms) as f32).collect()
     }
 
-    fn layout_of(grid: &TileGrid) -> (Vec<Option<u64>>, Vec<Option<u64>>) {
-        (grid.periodic_offsets(true), grid.periodic_offsets(false))
-    }
-
-    #[test]
-    fn a_seamless_field_scores_low_and_independent_blended_tiles_score_high() {
-        let (h, w) = (512usize, 512usize);
-        let grid = TileGrid::new(h as u64, w as u64, 32, 8).unwrap();
-        let (rows, cols) = layout_of(&grid);
+    /// [`seams`] of a whole `field` on `grid`.
+    fn seams_on(grid: &TileGrid, field: &[f32]) -> Option<Seams> {
+        let (rows, cols) = (grid.periodic_offsets(true), grid.periodic_offsets(false));
         let layout = SeamLayout {
             rows: &rows,
             cols: &cols,
             stride: grid.stride(),
             overlap: grid.overlap(),
         };
+        seams(field, None, rows.len(), cols.len(), &layout)
+    }
+
+    #[test]
+    fn a_seamless_field_scores_low_and_independent_blended_tiles_score_high() {
+        let (h, w) = (512usize, 512usize);
+        let grid = TileGrid::new(h as u64, w as u64, 32, 8).unwrap();
         for corr in [1.0, 2.0, 4.0, 8.0] {
             let seamless = gaussian_field(h, w, corr, 7);
-            let s = seams(&seamless, None, h, w, &layout).unwrap();
+            let s = seams_on(&grid, &seamless).unwrap();
             assert!(s.score < 0.1, "seamless field, corr {corr}: {s:?}");
 
             // Every tile an independent field of the same statistics, Hann-blended.
@@ -269,7 +270,7 @@ mod tests {
                 blend.add(&grid, &tile, &values).unwrap();
             }
             let tiled = blend.finish();
-            let t = seams(&tiled, None, h, w, &layout).unwrap();
+            let t = seams_on(&grid, &tiled).unwrap();
             assert!(t.score > 0.2, "independent tiles, corr {corr}: {t:?}");
             eprintln!(
                 "corr {corr}: seamless {:.3}, independent tiles {:.3}",
@@ -282,13 +283,6 @@ mod tests {
     fn no_overlap_or_too_few_tiles_gives_no_score() {
         let field = vec![1.0f32; 64 * 64];
         let grid = TileGrid::new(64, 64, 64, 16).unwrap();
-        let (rows, cols) = layout_of(&grid);
-        let layout = SeamLayout {
-            rows: &rows,
-            cols: &cols,
-            stride: grid.stride(),
-            overlap: grid.overlap(),
-        };
-        assert_eq!(seams(&field, None, 64, 64, &layout), None);
+        assert_eq!(seams_on(&grid, &field), None);
     }
 }
