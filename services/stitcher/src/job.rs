@@ -279,7 +279,7 @@ impl StitchJob {
     }
 
     /// Blends and writes chunk `c` (observed pixels copied bit-exactly, gaps from the tiles
-    /// touching it summed in tile-index order), then marks it written in staging.
+    /// touching it summed in tile-index order); [`Self::mark_durable`] then records it in staging.
     ///
     /// # Errors
     /// [`StitcherError`] naming the job when a read, blend or write fails.
@@ -388,11 +388,6 @@ impl StitchJob {
                 .await
                 .map_err(storage)?;
         }
-        let marker = staging_keys::chunk_done(&self.id, c);
-        self.staging
-            .put(&marker, bytes::Bytes::new())
-            .await
-            .map_err(storage)?;
         self.mark_written(c);
         metrics.chunks_written.inc();
         self.share.wrote += 1;
@@ -401,6 +396,31 @@ impl StitchJob {
             .bytes_written
             .inc_by((4 * data.len() + filled.len() + 4 * extra) as u64);
         timer.observe_duration();
+        Ok(())
+    }
+
+    /// Makes the chunks written so far durable, then marks `chunks` written in staging (one sync
+    /// for a batch of chunks; a marker lost in a crash costs a rewrite of the same bytes, while a
+    /// marker is never durable before its chunk).
+    ///
+    /// # Errors
+    /// [`StitcherError::Storage`] when the sync or a marker's write fails.
+    pub async fn mark_durable(&self, chunks: &[u64]) -> Result<(), StitcherError> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let storage = |source| StitcherError::Storage {
+            job: self.id.to_string(),
+            source,
+        };
+        self.mosaic.sync().await.map_err(storage)?;
+        for &c in chunks {
+            let marker = staging_keys::chunk_done(&self.id, c);
+            self.staging
+                .put_deferred(&marker, bytes::Bytes::new())
+                .await
+                .map_err(storage)?;
+        }
         Ok(())
     }
 

@@ -202,16 +202,29 @@ async fn handle_job_tasks(
     };
     match outputs {
         Ok(fills) => {
-            // The group's tiles are staged concurrently, so their durable writes (fsync on local
-            // staging) overlap instead of queueing one after another; each tile's result is
-            // published only once its own output is staged.
-            let staged = futures::future::join_all(
+            // The group's tiles are staged concurrently and made durable together (one sync of
+            // local staging for the group, not one per tile); a tile's result is published only
+            // once its output is durably staged.
+            let mut staged = futures::future::join_all(
                 group
                     .iter()
                     .zip(fills)
                     .map(|(t, fill)| stage_tile(&job, t.task.tile_index, fill, metrics)),
             )
             .await;
+            if let Err(error) = durable(&job, &staged, metrics).await {
+                // Each tile fails with the sync's error (retried; restaged identically).
+                for (s, t) in staged.iter_mut().zip(&group).filter(|(s, _)| s.is_ok()) {
+                    *s = Err(WorkerError::Storage {
+                        job: job.id.to_string(),
+                        tile: Some(t.task.tile_index),
+                        source: zarr_io::ZarrIoError::Sync {
+                            path: job.staging.url().to_owned(),
+                            source: std::io::Error::other(error.to_string()),
+                        },
+                    });
+                }
+            }
             for (t, staged) in group.into_iter().zip(staged) {
                 let index = t.task.tile_index;
                 let finished = match staged {
@@ -243,7 +256,8 @@ async fn handle_job_tasks(
     }
 }
 
-/// Stages the tile output. Only after it and [`publish_done`] may the task be acked.
+/// Stages the tile output (durable at the group's sync). Only after it, the sync and
+/// [`publish_done`] may the task be acked.
 async fn stage_tile(
     job: &JobContext,
     index: u64,
@@ -278,7 +292,7 @@ async fn stage_tile(
         .with_label_values(&["stage"])
         .start_timer();
     job.staging
-        .put(&wire::staging_keys::tile(&job.id, index), bytes)
+        .put_deferred(&wire::staging_keys::tile(&job.id, index), bytes)
         .await
         .map_err(|source| WorkerError::Storage {
             job: job.id.to_string(),
@@ -287,6 +301,24 @@ async fn stage_tile(
         })?;
     timer.observe_duration();
     metrics.bytes_written.inc_by(size);
+    Ok(())
+}
+
+/// Makes the tiles staged so far durable when any of `staged` succeeded.
+async fn durable(
+    job: &JobContext,
+    staged: &[Result<(), WorkerError>],
+    metrics: &WorkerMetrics,
+) -> Result<(), zarr_io::ZarrIoError> {
+    if !staged.iter().any(Result::is_ok) {
+        return Ok(());
+    }
+    let timer = metrics
+        .stage_seconds
+        .with_label_values(&["sync"])
+        .start_timer();
+    job.staging.sync().await?;
+    timer.observe_duration();
     Ok(())
 }
 

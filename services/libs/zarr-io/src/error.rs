@@ -54,6 +54,16 @@ pub enum ZarrIoError {
         source: Box<object_store::Error>,
     },
 
+    /// Syncing a local location's filesystem failed: writes since the last sync may not be on disk.
+    #[error("cannot make the writes under `{path}` durable (syncfs): {source}")]
+    Sync {
+        /// The local directory whose filesystem was synced.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A single object asked for does not exist.
     #[error("object not found: `{url}`")]
     ObjectNotFound {
@@ -368,6 +378,8 @@ impl ZarrIoError {
             }
             Self::Read { source, .. } | Self::Write { source, .. } => array_retryable(source),
             Self::WriteMetadata { source, .. } => storage_retryable(source),
+            // The writes are redone from scratch by whoever retries; the disk may recover.
+            Self::Sync { .. } => true,
             _ => false,
         }
     }

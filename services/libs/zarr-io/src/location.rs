@@ -22,6 +22,77 @@ use crate::error::ZarrIoError;
 /// A store together with the key prefix a URL points at.
 pub type StoreAndPrefix = (Arc<dyn ObjectStore>, Path);
 
+/// When the writes to a location reach stable storage.
+///
+/// Object stores make every completed write durable. A local filesystem makes a write durable only
+/// once it is synced, and syncing file by file (an `fsync` of the file and of its directory per
+/// write) costs more than the write itself for tile-sized objects. A store opened with
+/// [`open_store_deferred`] therefore writes atomically (temporary file and rename) but leaves the
+/// durability to one [`Durability::sync`] per batch: the caller writes a batch, syncs, and only
+/// then records anywhere that the batch exists (an acknowledgement, a marker, a status). A crash
+/// of the process loses nothing either way (the page cache survives it); a crash of the machine
+/// loses at most the writes after the last sync, which nothing refers to yet.
+#[derive(Debug, Clone)]
+pub struct Durability {
+    /// The directory whose filesystem a sync flushes; `None` when writes are durable at once.
+    local: Option<PathBuf>,
+}
+
+impl Durability {
+    /// Makes every write completed so far to the location durable: one `syncfs` of the local
+    /// filesystem (Linux; a full `sync` elsewhere), nothing for object stores.
+    ///
+    /// # Errors
+    /// [`ZarrIoError::Sync`] naming the location when the filesystem reports a write-back error.
+    pub async fn sync(&self) -> Result<(), ZarrIoError> {
+        let Some(dir) = self.local.clone() else {
+            return Ok(());
+        };
+        let fail = |dir: &std::path::Path, source: std::io::Error| ZarrIoError::Sync {
+            path: dir.display().to_string(),
+            source,
+        };
+        tokio::task::spawn_blocking(move || {
+            // The location may not exist yet (nothing written): its nearest existing ancestor is
+            // on the same filesystem.
+            let existing = dir
+                .ancestors()
+                .find(|p| p.exists())
+                .unwrap_or(std::path::Path::new("/"));
+            let handle = std::fs::File::open(existing).map_err(|e| fail(existing, e))?;
+            sync_filesystem(&handle).map_err(|e| fail(existing, e.into()))
+        })
+        .await
+        .map_err(|e| fail(std::path::Path::new("/"), std::io::Error::other(e)))?
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn sync_filesystem(handle: &std::fs::File) -> rustix::io::Result<()> {
+    rustix::fs::syncfs(handle)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn sync_filesystem(_handle: &std::fs::File) -> rustix::io::Result<()> {
+    rustix::fs::sync();
+    Ok(())
+}
+
+/// [`open_store`], except that local writes are made durable by [`Durability::sync`], not one by
+/// one (see [`Durability`]). Object stores are the same as with [`open_store`].
+///
+/// # Errors
+/// The errors of [`open_store`].
+pub fn open_store_deferred(url: &str) -> Result<(StoreAndPrefix, Durability), ZarrIoError> {
+    if url.starts_with("file://") || !url.contains("://") {
+        let path = local_path(url)?;
+        let prefix = Path::from_absolute_path(&path).map_err(|e| invalid(url, e.to_string()))?;
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
+        return Ok(((store, prefix), Durability { local: Some(path) }));
+    }
+    Ok((open_store(url)?, Durability { local: None }))
+}
+
 /// Open the object store behind `url` and return it with the key prefix the URL points at.
 ///
 /// Local paths map to a filesystem store rooted at `/` (writes go through a temporary file and an

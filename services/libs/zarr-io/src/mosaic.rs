@@ -14,7 +14,8 @@ use zarrs::group::GroupBuilder;
 
 use crate::error::ZarrIoError;
 use crate::location::store_error;
-use crate::zarr_store::{open_zarr_store, ZarrStore};
+use crate::location::Durability;
+use crate::zarr_store::{open_zarr_store, open_zarr_store_deferred, ZarrStore};
 
 /// Name of the array holding the (filled) values.
 pub const DATA_ARRAY: &str = "data";
@@ -59,6 +60,7 @@ pub struct Mosaic {
     members: Option<Array<ZarrStore>>,
     zarr: Arc<ZarrStore>,
     objects: Arc<dyn object_store::ObjectStore>,
+    durability: Durability,
 }
 
 impl std::fmt::Debug for Mosaic {
@@ -84,7 +86,7 @@ impl Mosaic {
     pub async fn create(url: &str, spec: &MosaicSpec, owner: &str) -> Result<Mosaic, ZarrIoError> {
         validate(url, spec)?;
         crate::claim(url, owner).await?;
-        let opened = open_zarr_store(url)?;
+        let (opened, durability) = open_zarr_store_deferred(url)?;
         let zarr = opened.zarr;
         let mut filled_attrs = Map::new();
         filled_attrs.insert("flag_values".into(), Value::from(vec![0, 1]));
@@ -125,6 +127,7 @@ impl Mosaic {
         } else {
             None
         };
+        durability.sync().await?;
         tracing::debug!(%url, shape = ?spec.shape, chunk_yx = ?spec.chunk_yx, "mosaic arrays ready");
         Ok(Mosaic {
             url: url.to_owned(),
@@ -135,6 +138,7 @@ impl Mosaic {
             members,
             zarr,
             objects: opened.objects,
+            durability,
         })
     }
 
@@ -239,13 +243,26 @@ impl Mosaic {
             .await
     }
 
-    /// Write the root group metadata with `group_attributes`, making the output a complete group.
-    /// Call it once every chunk is written; calling it again rewrites the attributes.
+    /// Makes every chunk written so far durable. Chunk writes are atomic and visible at once but
+    /// reach the disk of a local output only at a sync (see [`Durability`]): sync before recording
+    /// anywhere that a chunk is written.
     ///
     /// # Errors
-    /// [`ZarrIoError::WriteMetadata`] when storing fails.
+    /// [`ZarrIoError::Sync`].
+    pub async fn sync(&self) -> Result<(), ZarrIoError> {
+        self.durability.sync().await
+    }
+
+    /// Write the root group metadata with `group_attributes`, making the output a complete group,
+    /// durably, after making every chunk durable. Call it once every chunk is written; calling it
+    /// again rewrites the attributes.
+    ///
+    /// # Errors
+    /// [`ZarrIoError::WriteMetadata`] when storing fails, [`ZarrIoError::Sync`].
     pub async fn finalize(&self, group_attributes: Map<String, Value>) -> Result<(), ZarrIoError> {
-        Self::write_group_metadata(&self.url, &self.zarr, group_attributes).await
+        self.sync().await?;
+        Self::write_group_metadata(&self.url, &self.zarr, group_attributes).await?;
+        self.sync().await
     }
 
     /// Writes the root group's `zarr.json` with `group_attributes`.

@@ -3,7 +3,9 @@
 //! Keys are validated relative paths (`job-1/tiles/0003_0007.bin`), so ids from messages can never
 //! escape the staging root. Each `put` is atomic: readers see the old object or the new one, never
 //! a partial write (object stores replace whole objects; the local filesystem store writes a
-//! temporary file and renames it into place, with fsync).
+//! temporary file and renames it into place). [`Staging::put`] is durable when it returns;
+//! [`Staging::put_deferred`] is durable after the next [`Staging::sync`], which lets a worker make
+//! a whole batch of tiles durable at once (see [`Durability`]).
 
 use std::sync::Arc;
 
@@ -14,7 +16,7 @@ use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::error::ZarrIoError;
-use crate::location::{open_store, store_error};
+use crate::location::{open_store, open_store_deferred, store_error, Durability};
 
 /// Number of deletes kept in flight by [`Staging::delete_prefix`].
 const DELETE_CONCURRENCY: usize = 16;
@@ -24,6 +26,9 @@ const DELETE_CONCURRENCY: usize = 16;
 pub struct Staging {
     url: String,
     store: Arc<PrefixStore<Arc<dyn ObjectStore>>>,
+    /// The same location, with local writes made durable by [`Staging::sync`].
+    deferred: Arc<PrefixStore<Arc<dyn ObjectStore>>>,
+    durability: Durability,
 }
 
 impl std::fmt::Debug for Staging {
@@ -41,9 +46,12 @@ impl Staging {
     /// The errors of [`open_store`](crate::open_store).
     pub fn open(url: &str) -> Result<Staging, ZarrIoError> {
         let (store, prefix) = open_store(url)?;
+        let ((deferred, deferred_prefix), durability) = open_store_deferred(url)?;
         Ok(Staging {
             url: url.to_owned(),
             store: Arc::new(PrefixStore::new(store, prefix)),
+            deferred: Arc::new(PrefixStore::new(deferred, deferred_prefix)),
+            durability,
         })
     }
 
@@ -57,8 +65,36 @@ impl Staging {
     /// # Errors
     /// [`ZarrIoError::InvalidKey`], [`ZarrIoError::Store`].
     pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), ZarrIoError> {
+        self.put_to(&self.store, key, bytes).await
+    }
+
+    /// Store `bytes` under `key` as [`Staging::put`] does (atomically, visible at once), but
+    /// durable only after the next [`Staging::sync`]: record nowhere that the value exists
+    /// before that.
+    ///
+    /// # Errors
+    /// [`ZarrIoError::InvalidKey`], [`ZarrIoError::Store`].
+    pub async fn put_deferred(&self, key: &str, bytes: Bytes) -> Result<(), ZarrIoError> {
+        self.put_to(&self.deferred, key, bytes).await
+    }
+
+    /// Makes every [`Staging::put_deferred`] completed so far durable (one filesystem sync for
+    /// local staging, nothing for object stores).
+    ///
+    /// # Errors
+    /// [`ZarrIoError::Sync`].
+    pub async fn sync(&self) -> Result<(), ZarrIoError> {
+        self.durability.sync().await
+    }
+
+    async fn put_to(
+        &self,
+        store: &PrefixStore<Arc<dyn ObjectStore>>,
+        key: &str,
+        bytes: Bytes,
+    ) -> Result<(), ZarrIoError> {
         let path = key_path(key)?;
-        self.store
+        store
             .put(&path, PutPayload::from(bytes))
             .await
             .map(|_| ())

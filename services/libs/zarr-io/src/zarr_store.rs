@@ -7,7 +7,7 @@ use object_store::ObjectStore;
 use zarrs_object_store::AsyncObjectStore;
 
 use crate::error::ZarrIoError;
-use crate::location::open_store;
+use crate::location::{open_store, open_store_deferred, Durability, StoreAndPrefix};
 
 /// An object store with a location's prefix applied (keys are relative to the location).
 pub(crate) type Objects = PrefixStore<Arc<dyn ObjectStore>>;
@@ -23,11 +23,20 @@ pub(crate) struct Opened {
     pub zarr: Arc<ZarrStore>,
 }
 
-/// Open `url` for Zarr access.
+/// Open `url` for Zarr access; every completed write is durable.
 pub(crate) fn open_zarr_store(url: &str) -> Result<Opened, ZarrIoError> {
-    let (store, prefix) = open_store(url)?;
+    Ok(opened(open_store(url)?))
+}
+
+/// Open `url` for Zarr access with local writes made durable in batches (see [`Durability`]).
+pub(crate) fn open_zarr_store_deferred(url: &str) -> Result<(Opened, Durability), ZarrIoError> {
+    let (store, durability) = open_store_deferred(url)?;
+    Ok((opened(store), durability))
+}
+
+fn opened((store, prefix): StoreAndPrefix) -> Opened {
     let prefixed = PrefixStore::new(store, prefix);
     let objects = Arc::new(prefixed.clone());
     let zarr = Arc::new(AsyncObjectStore::new(prefixed));
-    Ok(Opened { objects, zarr })
+    Opened { objects, zarr }
 }

@@ -111,6 +111,22 @@ impl StitchJob {
         shared: bool,
         metrics: &StitcherMetrics,
     ) -> Result<(), StitcherError> {
+        let mut wrote = Vec::new();
+        let written = self
+            .write_each(candidates, shared, metrics, &mut wrote)
+            .await;
+        // Chunks written before an error are marked too: they are complete.
+        self.mark_durable(&wrote).await?;
+        written
+    }
+
+    async fn write_each(
+        &mut self,
+        candidates: Vec<u64>,
+        shared: bool,
+        metrics: &StitcherMetrics,
+        wrote: &mut Vec<u64>,
+    ) -> Result<(), StitcherError> {
         for c in candidates {
             if self.written[c as usize] {
                 continue;
@@ -119,6 +135,7 @@ impl StitchJob {
                 // The only stitcher: its deliveries are the whole story.
                 if self.remaining[c as usize] == 0 {
                     self.write_chunk(c, metrics).await?;
+                    wrote.push(c);
                 }
                 continue;
             }
@@ -145,6 +162,7 @@ impl StitchJob {
                 }
             }
             self.write_chunk(c, metrics).await?;
+            wrote.push(c);
         }
         Ok(())
     }
