@@ -39,13 +39,19 @@ pub async fn fill(
     let stitcher_metrics = stitcher::StitcherMetrics::register(registry)?;
     let coordinator_metrics = coordinator::CoordinatorMetrics::register(registry)?;
     let mut tasks = tokio::task::JoinSet::new();
+    // Workers and stitchers share decoded input chunks: each is decoded about once.
+    let chunks = Arc::new(zarr_io::ChunkCache::new(zarr_io::DEFAULT_LIMIT_BYTES));
+    let mut worker_cfg = cfg.worker.clone();
+    worker_cfg.chunk_cache = Some(chunks.clone());
+    let mut stitcher_cfg = cfg.stitcher.clone();
+    stitcher_cfg.chunk_cache = Some(chunks);
     for _ in 0..local.workers.max(1) {
         let (b, m, h, s, c) = (
             broker.clone(),
             worker_metrics.clone(),
             health.clone(),
             services.clone(),
-            cfg.worker.clone(),
+            worker_cfg.clone(),
         );
         tasks.spawn(async move {
             worker::run(&c, b, m, h, s)
@@ -59,7 +65,7 @@ pub async fn fill(
             stitcher_metrics.clone(),
             health.clone(),
             services.clone(),
-            cfg.stitcher.clone(),
+            stitcher_cfg.clone(),
         );
         tasks.spawn(async move {
             stitcher::run(&c, b, m, h, s)

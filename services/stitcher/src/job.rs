@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use tiling::{Blender, ChunkGrid, TileGrid};
+use tiling::{ChunkGrid, TileGrid};
 use wire::v1::{JobPlan, JobSpec, JobState, JobStatus, Method, TileOutput};
 use wire::{staging_keys, JobId, JobKey, TileSet};
 use zarr_io::{LeaveAlone, Mosaic, MosaicSpec, Scene, Staging};
@@ -12,6 +12,7 @@ use zarr_io::{LeaveAlone, Mosaic, MosaicSpec, Scene, Staging};
 use crate::tile_cache::{CachedTile, TileCache};
 use crate::{StitcherError, StitcherMetrics};
 
+mod compose;
 mod share;
 
 pub use share::ChunkShare;
@@ -19,6 +20,9 @@ use share::{list_indices, Listed};
 
 /// Memory the tile cache may use.
 const TILE_CACHE_BYTES: usize = 256 << 20;
+
+/// Chunks of one job composed and written at once.
+const WRITE_CONCURRENCY: usize = 4;
 
 /// State of one job in the stitcher.
 pub struct StitchJob {
@@ -43,9 +47,8 @@ pub struct StitchJob {
     written_count: u64,
     /// Chunks this stitcher wrote, and ready chunks it found written by another.
     share: ChunkShare,
-    scene: Scene,
-    leave_alone: Option<LeaveAlone>,
-    mosaic: Mosaic,
+    /// What every chunk of the job needs to be composed and written.
+    writer: Arc<compose::ChunkContext>,
     staging: Staging,
     cache: TileCache,
 }
@@ -70,6 +73,7 @@ impl StitchJob {
         job_id: &str,
         key: Option<&JobKey>,
         me: u64,
+        shared_chunks: Option<Arc<zarr_io::ChunkCache>>,
     ) -> Result<Loaded, StitcherError> {
         let id = JobId::parse(job_id).map_err(|source| StitcherError::Wire {
             job: job_id.to_owned(),
@@ -126,9 +130,12 @@ impl StitchJob {
             }
         })?;
         let mask = (!spec.mask_array.is_empty()).then_some(spec.mask_array.as_str());
-        let scene = Scene::open(&spec.input_url, &spec.array, mask)
+        let mut scene = Scene::open(&spec.input_url, &spec.array, mask)
             .await
             .map_err(storage)?;
+        if let Some(cache) = shared_chunks {
+            scene = scene.share_chunks(cache, &spec.job_id);
+        }
         let leave_alone = LeaveAlone::open(&scene, &spec.keep_array, spec.max_distance)
             .await
             .map_err(storage)?;
@@ -176,6 +183,17 @@ impl StitchJob {
         let tile_bytes = 4 * spec.lead_len() * (grid.tile_size() * grid.tile_size()) as usize;
         let capacity = (2 * grid.shape().1 as usize + 4).min(TILE_CACHE_BYTES / tile_bytes.max(1));
         let written_count = written.iter().filter(|&&w| w).count() as u64;
+        let writer = Arc::new(compose::ChunkContext {
+            job: id.to_string(),
+            grid,
+            lead: spec.lead_len(),
+            ensemble: spec.with_spread(),
+            members: spec.members_written() as usize,
+            identity: spec.method() == Method::Identity,
+            scene: Arc::new(scene),
+            leave_alone: leave_alone.map(Arc::new),
+            mosaic: Arc::new(mosaic),
+        });
         Ok(Loaded::Active(Box::new(Self {
             id,
             spec,
@@ -190,9 +208,7 @@ impl StitchJob {
             written,
             written_count,
             share: ChunkShare::default(),
-            scene,
-            leave_alone,
-            mosaic,
+            writer,
             staging,
             cache: TileCache::new(capacity),
         })))
@@ -278,125 +294,81 @@ impl StitchJob {
         }
     }
 
-    /// Blends and writes chunk `c` (observed pixels copied bit-exactly, gaps from the tiles
-    /// touching it summed in tile-index order); [`Self::mark_durable`] then records it in staging.
+    /// Blends and writes `chunks` (each ready and not yet written), up to [`WRITE_CONCURRENCY`]
+    /// at once, each as [`compose::write`] says; [`Self::mark_durable`] then records them in
+    /// staging. Returns the chunks written, in the order given, even when one failed.
     ///
     /// # Errors
-    /// [`StitcherError`] naming the job when a read, blend or write fails.
-    pub async fn write_chunk(
+    /// The first [`StitcherError`] of a read, blend or write, naming the job.
+    pub async fn write_chunks(
         &mut self,
-        c: u64,
+        chunks: &[u64],
         metrics: &StitcherMetrics,
-    ) -> Result<(), StitcherError> {
-        let timer = metrics.chunk_seconds.start_timer();
-        let job = self.id.to_string();
-        let storage = |source| StitcherError::Storage {
-            job: job.clone(),
-            source,
-        };
+    ) -> (Vec<u64>, Result<(), StitcherError>) {
+        let mut running = tokio::task::JoinSet::new();
+        let mut pending = chunks.iter().copied();
+        let mut wrote = Vec::new();
+        let mut outcome = Ok(());
+        loop {
+            while outcome.is_ok() && running.len() < WRITE_CONCURRENCY {
+                let Some(c) = pending.next() else { break };
+                match self.chunk_work(c).await {
+                    Ok(work) => {
+                        let timer = metrics.chunk_seconds.start_timer();
+                        let cx = self.writer.clone();
+                        running.spawn(async move {
+                            let written = compose::write(cx, work).await;
+                            timer.observe_duration();
+                            (c, written)
+                        });
+                    }
+                    Err(error) => outcome = Err(error),
+                }
+            }
+            let Some(joined) = running.join_next().await else {
+                break;
+            };
+            match joined {
+                Ok((c, Ok(bytes))) => {
+                    self.mark_written(c);
+                    metrics.chunks_written.inc();
+                    metrics.bytes_written.inc_by(bytes);
+                    self.share.wrote += 1;
+                    wrote.push(c);
+                }
+                Ok((_, Err(error))) => outcome = outcome.and(Err(error)),
+                Err(panic) => {
+                    outcome = outcome.and(Err(StitcherError::Inconsistent {
+                        job: self.id.to_string(),
+                        reason: format!("chunk writer stopped: {panic}"),
+                    }))
+                }
+            }
+        }
+        (wrote, outcome)
+    }
+
+    /// Chunk `c` with the staged tiles touching it, in tile-index order.
+    async fn chunk_work(&mut self, c: u64) -> Result<compose::ChunkWork, StitcherError> {
         let (row, col) = self.chunks.position(c);
         let window = self.chunks.window(row, col);
-        let lead = self.spec.lead_len();
-        let input = self
-            .scene
-            .read_window(window)
-            .await
-            .map_err(storage)?
-            .values;
-        let leave = match &self.leave_alone {
-            Some(rule) => Some(rule.mask(&self.scene, window).await.map_err(storage)?),
-            None => None,
-        };
-        let mut data = input.clone();
-        let mut filled = vec![0u8; input.len()];
-        let ensemble = self.spec.with_spread();
-        let mut spread = ensemble.then(|| vec![0f32; input.len()]);
-        let k = self.spec.members_written() as usize;
-        // Members: observed pixels copied into each, gaps from each member's own blend.
-        let mut members = (k > 0).then(|| input.repeat(k));
-        let tiles: Vec<u64> = self
-            .grid
-            .tiles_touching(&window)
-            .into_iter()
-            .filter(|&t| self.dirty.contains(t))
-            .collect();
-        if !tiles.is_empty() {
-            let mut blend = Blender::new(window, lead);
-            let mut spread_blend = ensemble.then(|| Blender::new(window, lead));
-            let mut members_blend = (k > 0).then(|| Blender::for_samples(window, k * lead));
-            for t in tiles {
-                let tile = self.grid.tile(t).map_err(|e| StitcherError::Inconsistent {
-                    job: self.id.to_string(),
-                    reason: e.to_string(),
-                })?;
-                let out = self.staged_tile(t).await?;
-                let blend_err = |source| StitcherError::Blend {
-                    job: self.id.to_string(),
-                    source,
-                };
-                blend
-                    .add(&self.grid, &tile, &out.values)
-                    .map_err(blend_err)?;
-                if let (Some(b), Some(s)) = (spread_blend.as_mut(), out.spread.as_ref()) {
-                    b.add(&self.grid, &tile, s).map_err(blend_err)?;
-                }
-                if let Some(b) = members_blend.as_mut() {
-                    let m = out
-                        .members
-                        .as_ref()
-                        .ok_or_else(|| StitcherError::Inconsistent {
-                            job: self.id.to_string(),
-                            reason: format!("staged tile {t} has no members"),
-                        })?;
-                    b.add(&self.grid, &tile, m).map_err(blend_err)?;
-                }
+        let mut tiles = Vec::new();
+        for t in self.grid.tiles_touching(&window) {
+            if !self.dirty.contains(t) {
+                continue;
             }
-            let blended = blend.finish();
-            let blended_spread = spread_blend.map(Blender::finish);
-            let blended_members = members_blend.map(|b| b.finish_samples(&blended));
-            let identity = self.spec.method() == Method::Identity;
-            for i in 0..input.len() {
-                let v = blended[i];
-                if identity {
-                    // The pipeline self-check: every pixel comes from the blend.
-                    if !v.is_nan() {
-                        data[i] = v;
-                    }
-                } else if input[i].is_nan() && !v.is_nan() && !leave.as_ref().is_some_and(|l| l[i])
-                {
-                    data[i] = v;
-                    filled[i] = 1;
-                    if let (Some(s), Some(bs)) = (spread.as_mut(), blended_spread.as_ref()) {
-                        s[i] = bs[i];
-                    }
-                    if let (Some(m), Some(bm)) = (members.as_mut(), blended_members.as_ref()) {
-                        let n = input.len();
-                        for j in (i..k * n).step_by(n) {
-                            m[j] = bm[j];
-                        }
-                    }
-                }
-            }
+            let tile = self.grid.tile(t).map_err(|e| StitcherError::Inconsistent {
+                job: self.id.to_string(),
+                reason: e.to_string(),
+            })?;
+            tiles.push((tile, self.staged_tile(t).await?));
         }
-        self.mosaic
-            .write_chunk(row, col, &data, &filled, spread.as_deref())
-            .await
-            .map_err(storage)?;
-        if let Some(m) = &members {
-            self.mosaic
-                .write_members(row, col, m)
-                .await
-                .map_err(storage)?;
-        }
-        self.mark_written(c);
-        metrics.chunks_written.inc();
-        self.share.wrote += 1;
-        let extra = spread.as_ref().map_or(0, Vec::len) + members.as_ref().map_or(0, Vec::len);
-        metrics
-            .bytes_written
-            .inc_by((4 * data.len() + filled.len() + 4 * extra) as u64);
-        timer.observe_duration();
-        Ok(())
+        Ok(compose::ChunkWork {
+            row,
+            col,
+            window,
+            tiles,
+        })
     }
 
     /// Makes the chunks written so far durable, then marks `chunks` written in staging (one sync
@@ -413,7 +385,7 @@ impl StitchJob {
             job: self.id.to_string(),
             source,
         };
-        self.mosaic.sync().await.map_err(storage)?;
+        self.writer.mosaic.sync().await.map_err(storage)?;
         for &c in chunks {
             let marker = staging_keys::chunk_done(&self.id, c);
             self.staging
@@ -464,14 +436,15 @@ impl StitchJob {
             source,
         };
         let coordinates = self
+            .writer
             .mosaic
-            .copy_coordinates(&self.scene)
+            .copy_coordinates(&self.writer.scene)
             .await
             .map_err(storage)?;
         tracing::debug!(job = %self.id, ?coordinates, "coordinates copied");
-        let mut attrs = self.scene.group_attributes();
+        let mut attrs = self.writer.scene.group_attributes();
         attrs.insert("terrafill".into(), provenance(&self.spec));
-        self.mosaic.finalize(attrs).await.map_err(storage)?;
+        self.writer.mosaic.finalize(attrs).await.map_err(storage)?;
         let status = self.status(JobState::Succeeded, String::new());
         self.save_status(&status).await?;
         self.staging

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 /// waits between catch-ups that find nothing new.
 const RESYNC_AFTER: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(60));
 
-use broker::{Broker, Message, QueueSpec};
+use broker::{Broker, Delivery, Message, QueueSpec};
 use telemetry::{Health, Shutdown};
 use wire::v1::{stitch_event::Event, JobState, JobStatus, StitchEvent, TileOutcome};
 
@@ -42,6 +42,11 @@ pub struct StitcherConfig {
     /// never from the config file).
     #[serde(skip)]
     pub job_key: Option<wire::JobKey>,
+    /// Decoded input chunks shared with the workers of this process (embedded runs), so that
+    /// copying a chunk's observed pixels decodes nothing again; `None`: no cache (each chunk is
+    /// read once).
+    #[serde(skip)]
+    pub chunk_cache: Option<Arc<zarr_io::ChunkCache>>,
 }
 
 impl Default for StitcherConfig {
@@ -50,6 +55,7 @@ impl Default for StitcherConfig {
             prefetch: 64,
             status_interval_ms: 500,
             job_key: None,
+            chunk_cache: None,
         }
     }
 }
@@ -80,6 +86,7 @@ pub async fn run(
         key: cfg.job_key.clone(),
         me: random_u64(),
         peers: Peers::default(),
+        chunks: cfg.chunk_cache.clone(),
     };
     // Stitchers that go quiet together catch up at different moments, so that one of them
     // usually finalizes a shared job before the others look.
@@ -100,26 +107,16 @@ pub async fn run(
             continue;
         };
         let Some(delivery) = next else { break };
-        let delivery = delivery?;
-        let event: Result<StitchEvent, _> =
-            wire::decode("StitchEvent", &delivery.body, wire::MAX_MESSAGE_BYTES);
-        let Ok(StitchEvent { event: Some(event) }) = event else {
-            tracing::warn!("undecodable stitcher event: dead-lettering it");
-            stitcher.metrics.dead_lettered.inc();
-            settled(delivery.dead_letter().await)?;
-            continue;
-        };
-        match stitcher.handle(event).await {
-            Ok(()) => settled(delivery.ack().await)?,
-            Err(error) if error.is_retryable() => {
-                tracing::warn!(%error, "stitcher event failed; retrying");
-                settled(delivery.retry().await)?;
-            }
-            Err(error) => {
-                tracing::error!(%error, "stitcher event failed permanently");
-                settled(delivery.ack().await)?;
+        // The events already delivered are handled together: the chunks they make ready are
+        // written at once (in parallel, with one sync), and behind a backlog the batches grow.
+        let mut batch = vec![delivery?];
+        while batch.len() < usize::from(cfg.prefetch.max(1)) {
+            match tokio::time::timeout(Duration::ZERO, events.next()).await {
+                Ok(Some(delivery)) => batch.push(delivery?),
+                _ => break,
             }
         }
+        stitcher.handle_batch(batch).await?;
     }
     health.set_ready(false);
     Ok(())
@@ -162,6 +159,7 @@ struct Stitcher {
     /// This stitcher's id in chunk claims.
     me: u64,
     peers: Peers,
+    chunks: Option<Arc<zarr_io::ChunkCache>>,
 }
 
 /// Whether other stitchers share the results queue, as last asked of the broker.
@@ -174,33 +172,108 @@ struct Peers {
 /// How often a stitcher asks the broker how many stitchers share the results queue.
 const PEERS_EVERY: Duration = Duration::from_secs(2);
 
+/// What handling an event leaves for the end of its batch.
+enum Handled {
+    /// Nothing: the event can be settled.
+    Done,
+    /// Write the chunks `ready` of job `job` and report its progress, then settle the event.
+    Progress { job: String, ready: Vec<u64> },
+}
+
+/// Settles a delivery whose event failed with `error`: retried when that may help, else acked
+/// (the error is logged by the caller).
+async fn settle_failed(
+    delivery: Delivery,
+    error: &StitcherError,
+) -> Result<(), broker::BrokerError> {
+    if error.is_retryable() {
+        settled(delivery.retry().await)
+    } else {
+        settled(delivery.ack().await)
+    }
+}
+
+fn log_failure(error: &StitcherError) {
+    if error.is_retryable() {
+        tracing::warn!(%error, "stitcher event failed; retrying");
+    } else {
+        tracing::error!(%error, "stitcher event failed permanently");
+    }
+}
+
 impl Stitcher {
-    async fn handle(&mut self, event: Event) -> Result<(), StitcherError> {
+    /// Handles a batch of deliveries: each event's bookkeeping in order, then per job the chunks
+    /// they made ready and its progress; each delivery is settled once its part is done.
+    async fn handle_batch(&mut self, batch: Vec<Delivery>) -> Result<(), StitcherError> {
+        let mut pending: Vec<(String, Vec<u64>, Vec<Delivery>)> = Vec::new();
+        for delivery in batch {
+            let event: Result<StitchEvent, _> =
+                wire::decode("StitchEvent", &delivery.body, wire::MAX_MESSAGE_BYTES);
+            let Ok(StitchEvent { event: Some(event) }) = event else {
+                tracing::warn!("undecodable stitcher event: dead-lettering it");
+                self.metrics.dead_lettered.inc();
+                settled(delivery.dead_letter().await)?;
+                continue;
+            };
+            match self.handle(event).await {
+                Ok(Handled::Done) => settled(delivery.ack().await)?,
+                Ok(Handled::Progress { job, ready }) => {
+                    match pending.iter_mut().find(|(j, _, _)| *j == job) {
+                        Some((_, chunks, deliveries)) => {
+                            chunks.extend(ready);
+                            deliveries.push(delivery);
+                        }
+                        None => pending.push((job, ready, vec![delivery])),
+                    }
+                }
+                Err(error) => {
+                    log_failure(&error);
+                    settle_failed(delivery, &error).await?;
+                }
+            }
+        }
+        for (job, ready, deliveries) in pending {
+            let outcome = self.progress(&job, ready).await;
+            if let Err(error) = &outcome {
+                log_failure(error);
+            }
+            for delivery in deliveries {
+                match &outcome {
+                    Ok(()) => settled(delivery.ack().await)?,
+                    Err(error) => settle_failed(delivery, error).await?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle(&mut self, event: Event) -> Result<Handled, StitcherError> {
         match event {
             Event::Started(started) => {
                 let Some(spec) = started.job else {
-                    return Ok(());
+                    return Ok(Handled::Done);
                 };
                 if let Err(source) =
                     wire::trust::verify(self.key.as_ref(), &spec, &started.signature)
                 {
                     tracing::warn!(error = %source, "ignoring an untrusted job announcement");
                     self.metrics.dead_lettered.inc();
-                    return Ok(());
+                    return Ok(Handled::Done);
                 }
                 if self.jobs.contains_key(&spec.job_id) {
                     // A re-announcement: the coordinator saw no progress for a while.
                     self.resync(&spec.job_id).await?;
-                    return Ok(());
+                    return Ok(Handled::Done);
                 }
                 self.ensure_loaded(&spec.staging_url, &spec.job_id).await?;
-                self.progress(&spec.job_id, Vec::new()).await
+                self.progress(&spec.job_id, Vec::new()).await?;
+                Ok(Handled::Done)
             }
             Event::Tile(result) => {
                 if let Err(source) = wire::trust::verify_result(self.key.as_ref(), &result) {
                     tracing::warn!(error = %source, tile = result.tile_index, "ignoring an untrusted tile result");
                     self.metrics.dead_lettered.inc();
-                    return Ok(());
+                    return Ok(Handled::Done);
                 }
                 if !self
                     .ensure_loaded(&result.staging_url, &result.job_id)
@@ -210,7 +283,7 @@ impl Stitcher {
                         .tile_results
                         .with_label_values(&["duplicate"])
                         .inc();
-                    return Ok(());
+                    return Ok(Handled::Done);
                 }
                 if result.outcome() != TileOutcome::Done {
                     self.metrics
@@ -218,14 +291,18 @@ impl Stitcher {
                         .with_label_values(&["failed"])
                         .inc();
                     let reason = format!("tile {} failed: {}", result.tile_index, result.error);
-                    return self.fail(&result.job_id, reason).await;
+                    self.fail(&result.job_id, reason).await?;
+                    return Ok(Handled::Done);
                 }
                 self.metrics.tile_results.with_label_values(&["done"]).inc();
                 let ready = match self.jobs.get_mut(&result.job_id) {
                     Some(a) => a.job.tile_done(result.tile_index),
                     None => Vec::new(),
                 };
-                self.progress(&result.job_id, ready).await
+                Ok(Handled::Progress {
+                    job: result.job_id,
+                    ready,
+                })
             }
         }
     }
@@ -239,7 +316,15 @@ impl Stitcher {
         if self.jobs.contains_key(job_id) {
             return Ok(true);
         }
-        match StitchJob::load(staging_url, job_id, self.key.as_ref(), self.me).await? {
+        match StitchJob::load(
+            staging_url,
+            job_id,
+            self.key.as_ref(),
+            self.me,
+            self.chunks.clone(),
+        )
+        .await?
+        {
             Loaded::Ended(_) => Ok(false),
             Loaded::Active(job) => {
                 tracing::info!(job = %job_id, "stitching job");

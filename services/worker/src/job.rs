@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tiling::{TileGrid, Window};
 use wire::v1::{JobSpec, Method};
 use wire::JobId;
-use zarr_io::{Scene, Staging, TileData};
+use zarr_io::{ChunkCache, Scene, Staging, TileData};
 
 use crate::{WorkerError, WorkerMetrics};
 
@@ -40,7 +40,8 @@ impl std::fmt::Debug for JobContext {
 }
 
 impl JobContext {
-    /// Opens the job's scene, staging store and (for diffusion) model.
+    /// Opens the job's scene (reading through `chunks`, under the job's id), staging store and
+    /// (for diffusion) model.
     ///
     /// # Errors
     /// [`WorkerError`] naming the job when the spec, scene, store or checkpoint is unusable.
@@ -48,6 +49,7 @@ impl JobContext {
         spec: JobSpec,
         device: &model::DeviceSpec,
         metrics: WorkerMetrics,
+        chunks: Arc<ChunkCache>,
     ) -> Result<Self, WorkerError> {
         let task_error = |source| WorkerError::Task {
             job: spec.job_id.clone(),
@@ -65,7 +67,8 @@ impl JobContext {
         let mask = (!spec.mask_array.is_empty()).then_some(spec.mask_array.as_str());
         let scene = Scene::open(&spec.input_url, &spec.array, mask)
             .await
-            .map_err(storage)?;
+            .map_err(storage)?
+            .share_chunks(chunks, &spec.job_id);
         if scene.shape() != spec.shape.as_slice() {
             return Err(WorkerError::Method {
                 job: spec.job_id.clone(),
@@ -127,17 +130,28 @@ impl JobContext {
     }
 }
 
-/// A small cache of open jobs (a worker usually serves one or two at a time).
-#[derive(Debug, Default)]
+/// A small cache of open jobs (a worker usually serves one or two at a time), whose scenes
+/// share one cache of decoded chunks.
+#[derive(Debug)]
 pub struct JobCache {
     jobs: HashMap<String, Arc<JobContext>>,
     order: VecDeque<String>,
+    chunks: Arc<ChunkCache>,
 }
 
 /// How many jobs a worker keeps open.
 const MAX_OPEN_JOBS: usize = 8;
 
 impl JobCache {
+    /// No open jobs; their scenes will read through `chunks`.
+    pub fn new(chunks: Arc<ChunkCache>) -> JobCache {
+        JobCache {
+            jobs: HashMap::new(),
+            order: VecDeque::new(),
+            chunks,
+        }
+    }
+
     /// The context of `spec`'s job, opening it on first use.
     ///
     /// # Errors
@@ -151,7 +165,9 @@ impl JobCache {
         if let Some(job) = self.jobs.get(&spec.job_id) {
             return Ok(job.clone());
         }
-        let job = Arc::new(JobContext::open(spec.clone(), device, metrics.clone()).await?);
+        let job = Arc::new(
+            JobContext::open(spec.clone(), device, metrics.clone(), self.chunks.clone()).await?,
+        );
         if self.order.len() >= MAX_OPEN_JOBS {
             if let Some(old) = self.order.pop_front() {
                 self.jobs.remove(&old);

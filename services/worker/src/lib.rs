@@ -34,6 +34,10 @@ pub struct WorkerConfig {
     /// `TERRAFILL_JOB_KEY`, never from the config file).
     #[serde(skip)]
     pub job_key: Option<wire::JobKey>,
+    /// Decoded input chunks shared with the other services of this process (embedded runs);
+    /// `None`: the worker keeps its own.
+    #[serde(skip)]
+    pub chunk_cache: Option<Arc<zarr_io::ChunkCache>>,
 }
 
 impl Default for WorkerConfig {
@@ -43,6 +47,7 @@ impl Default for WorkerConfig {
             linger_ms: 20,
             device: "auto".into(),
             job_key: None,
+            chunk_cache: None,
         }
     }
 }
@@ -73,7 +78,11 @@ pub async fn run(
     let batch = cfg.batch.max(1);
     let mut tasks = broker.consume(wire::TILE_QUEUE, batch as u16).await?;
     health.set_ready(true);
-    let mut jobs = JobCache::default();
+    let chunks = cfg
+        .chunk_cache
+        .clone()
+        .unwrap_or_else(|| Arc::new(zarr_io::ChunkCache::new(zarr_io::DEFAULT_LIMIT_BYTES)));
+    let mut jobs = JobCache::new(chunks);
     let linger = Duration::from_millis(cfg.linger_ms);
     let results = Results {
         broker: &broker,

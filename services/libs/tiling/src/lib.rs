@@ -17,4 +17,4 @@ pub use census::Census;
 pub use chunks::ChunkGrid;
 pub use distance::squared_distance;
 pub use grid::{GridError, Phase, Tile, TileGrid};
-pub use window::Window;
+pub use window::{copy_overlap, Window};

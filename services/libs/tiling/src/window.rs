@@ -105,9 +105,55 @@ impl std::fmt::Display for Window {
     }
 }
 
+/// Copies the pixels where windows `from` and `to` overlap, for each of `planes` stacked planes,
+/// from `src` (`planes × from`, row-major) into `dst` (`planes × to`, row-major). Returns the
+/// overlap, `None` (nothing copied) when they do not overlap.
+///
+/// # Panics
+/// When a buffer is shorter than its windows' `planes × area`.
+pub fn copy_overlap<T: Copy>(
+    src: &[T],
+    from: &Window,
+    dst: &mut [T],
+    to: &Window,
+    planes: usize,
+) -> Option<Window> {
+    let overlap = from.intersect(to)?;
+    let (fw, tw) = (from.width as usize, to.width as usize);
+    let (fa, ta) = (from.area() as usize, to.area() as usize);
+    let run = overlap.width as usize;
+    for p in 0..planes {
+        for y in overlap.y0..overlap.y1() {
+            let s = p * fa + (y - from.y0) as usize * fw + (overlap.x0 - from.x0) as usize;
+            let d = p * ta + (y - to.y0) as usize * tw + (overlap.x0 - to.x0) as usize;
+            dst[d..d + run].copy_from_slice(&src[s..s + run]);
+        }
+    }
+    Some(overlap)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copy_overlap_moves_each_plane_of_the_shared_pixels() {
+        // Two planes of a 2×3 window at (1, 1) copied into a 3×3 window at (0, 0).
+        let from = Window::new(1, 1, 2, 3);
+        let to = Window::new(0, 0, 3, 3);
+        let src: Vec<u32> = (0..12).collect();
+        let mut dst = vec![99u32; 18];
+        let overlap = copy_overlap(&src, &from, &mut dst, &to, 2);
+        assert_eq!(overlap, Some(Window::new(1, 1, 2, 2)));
+        assert_eq!(
+            dst,
+            [99, 99, 99, 99, 0, 1, 99, 3, 4, 99, 99, 99, 99, 6, 7, 99, 9, 10]
+        );
+        assert_eq!(
+            copy_overlap(&src, &from, &mut dst, &Window::new(5, 5, 1, 1), 2),
+            None
+        );
+    }
 
     #[test]
     fn expand_clips_and_crop_inverts_it() {

@@ -8,6 +8,7 @@
 //! - [`Staging`]: validated keys for tile outputs and job state;
 //! - [`LeaveAlone`]: the missing pixels a job leaves missing (keep array, maximum distance).
 
+mod chunk_cache;
 mod convert;
 mod coordinates;
 mod error;
@@ -22,6 +23,7 @@ mod scene_writer;
 mod staging;
 mod zarr_store;
 
+pub use chunk_cache::{ChunkCache, DEFAULT_LIMIT_BYTES};
 pub use coordinates::write_coordinate;
 pub use error::ZarrIoError;
 pub use leave_alone::LeaveAlone;

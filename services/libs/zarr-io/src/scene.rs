@@ -3,11 +3,14 @@
 
 use object_store::ObjectStore;
 use serde_json::{Map, Value};
-use tiling::Window;
+use std::sync::Arc;
+
+use tiling::{ChunkGrid, Window};
 use zarrs::array::data_type::BoolDataType;
-use zarrs::array::{Array, ArrayCreateError, ArraySubset};
+use zarrs::array::{Array, ArrayCreateError, ArrayError, ArraySubset};
 use zarrs::group::{Group, GroupCreateError};
 
+use crate::chunk_cache::{Cell, ChunkCache};
 use crate::convert::{is_supported, read_f32, MissingRule};
 use crate::error::ZarrIoError;
 use crate::pad::reflect_pad;
@@ -53,7 +56,17 @@ pub struct Scene {
     group_attributes: Map<String, Value>,
     rule: MissingRule,
     chunk_yx: (u64, u64),
+    /// Whether the data array has a regular chunk grid (`chunk_yx` is its chunk shape).
+    regular: bool,
     objects: std::sync::Arc<Objects>,
+    shared: Option<Shared>,
+}
+
+/// Where a scene's decoded cells are shared (see [`Scene::share_chunks`]).
+struct Shared {
+    cache: Arc<ChunkCache>,
+    namespace: Arc<str>,
+    array: Arc<str>,
 }
 
 impl std::fmt::Debug for Scene {
@@ -137,10 +150,11 @@ impl Scene {
             None => None,
         };
         let rank = shape.len();
-        let chunk_yx = data
+        let regular_yx = data
             .chunk_shape(&vec![0; rank])
-            .map(|c| (c[rank - 2].get(), c[rank - 1].get()))
-            .unwrap_or((shape[rank - 2], shape[rank - 1]));
+            .map(|c| (c[rank - 2].get(), c[rank - 1].get()));
+        let regular = regular_yx.is_ok();
+        let chunk_yx = regular_yx.unwrap_or((shape[rank - 2], shape[rank - 1]));
         let rule = MissingRule {
             sentinels: sentinels(data.attributes())
                 .or_else(|| sentinels(&group_attributes))
@@ -156,8 +170,26 @@ impl Scene {
             group_attributes,
             rule,
             chunk_yx,
+            regular,
             objects: opened.objects.clone(),
+            shared: None,
         })
+    }
+
+    /// Reads the data array through `cache` from now on, its cells keyed under `namespace`: the
+    /// readers of one process that share a cache and a namespace decode each chunk about once
+    /// (see [`ChunkCache`]). The namespace must change whenever the stored data may have (a job
+    /// id: a job's input is fixed while it runs). Scenes without a regular chunk grid read as
+    /// before.
+    pub fn share_chunks(mut self, cache: Arc<ChunkCache>, namespace: &str) -> Scene {
+        if self.regular {
+            self.shared = Some(Shared {
+                cache,
+                namespace: Arc::from(namespace),
+                array: Arc::from(self.array_name.as_str()),
+            });
+        }
+        self
     }
 
     /// The location the scene was opened from.
@@ -318,9 +350,11 @@ impl Scene {
             }
         };
         let data = async {
-            read_f32(&self.data, &subset, Some(&self.rule))
-                .await
-                .map_err(read_err(&self.array_name))
+            match &self.shared {
+                Some(shared) => self.read_cells(shared, w).await,
+                None => read_f32(&self.data, &subset, Some(&self.rule)).await,
+            }
+            .map_err(read_err(&self.array_name))
         };
         let mask = async {
             match &self.mask {
@@ -361,6 +395,37 @@ impl Scene {
             });
         }
         Ok(TileData { shape, values })
+    }
+
+    /// The data values of window `w` assembled from shared cells (all leading dimensions × one
+    /// chunk of `[y, x]`), each read and converted whole on a miss: the same values, bit for bit,
+    /// as one read of the window.
+    async fn read_cells(&self, shared: &Shared, w: Window) -> Result<Vec<f32>, ArrayError> {
+        let grid = ChunkGrid::new(
+            self.height(),
+            self.width(),
+            self.chunk_yx.0,
+            self.chunk_yx.1,
+        );
+        let rank = self.shape().len();
+        let cells = futures::future::try_join_all(grid.chunks_touching(&w).into_iter().map(|c| {
+            let (cy, cx) = grid.position(c);
+            let window = grid.window(cy, cx);
+            let key = (&shared.namespace, &shared.array, cy, cx);
+            let subset = self.subset(window, rank);
+            async move {
+                let read = || read_f32(&self.data, &subset, Some(&self.rule));
+                let cell: Cell = shared.cache.get_or_read(key, read).await?;
+                Ok::<_, ArrayError>((window, cell))
+            }
+        }))
+        .await?;
+        let planes = to_usize(self.lead_len());
+        let mut values = vec![f32::NAN; planes * to_usize(w.area())];
+        for (window, cell) in &cells {
+            tiling::copy_overlap(cell, window, &mut values, &w, planes);
+        }
+        Ok(values)
     }
 
     /// `dim=index, …` of element `flat` of window `w` read from an array of rank `rank` with the

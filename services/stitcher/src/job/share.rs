@@ -111,21 +111,25 @@ impl StitchJob {
         shared: bool,
         metrics: &StitcherMetrics,
     ) -> Result<(), StitcherError> {
-        let mut wrote = Vec::new();
-        let written = self
-            .write_each(candidates, shared, metrics, &mut wrote)
-            .await;
+        // Several results of one batch name the same chunks.
+        let mut candidates = candidates;
+        candidates.sort_unstable();
+        candidates.dedup();
+        let mut ours = Vec::new();
+        let chosen = self.choose(candidates, shared, metrics, &mut ours).await;
+        let (wrote, written) = self.write_chunks(&ours, metrics).await;
         // Chunks written before an error are marked too: they are complete.
         self.mark_durable(&wrote).await?;
-        written
+        chosen.and(written)
     }
 
-    async fn write_each(
+    /// Of `candidates`, the chunks this stitcher is to write now, into `ours`.
+    async fn choose(
         &mut self,
         candidates: Vec<u64>,
         shared: bool,
         metrics: &StitcherMetrics,
-        wrote: &mut Vec<u64>,
+        ours: &mut Vec<u64>,
     ) -> Result<(), StitcherError> {
         for c in candidates {
             if self.written[c as usize] {
@@ -134,8 +138,7 @@ impl StitchJob {
             if !shared {
                 // The only stitcher: its deliveries are the whole story.
                 if self.remaining[c as usize] == 0 {
-                    self.write_chunk(c, metrics).await?;
-                    wrote.push(c);
+                    ours.push(c);
                 }
                 continue;
             }
@@ -161,8 +164,7 @@ impl StitchJob {
                     Claim::Taken => continue,
                 }
             }
-            self.write_chunk(c, metrics).await?;
-            wrote.push(c);
+            ours.push(c);
         }
         Ok(())
     }
