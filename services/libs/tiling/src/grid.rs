@@ -206,13 +206,18 @@ impl TileGrid {
             .collect()
     }
 
-    /// Separable blend weights of a tile, row-major over its window (f64, strictly positive).
+    /// Separable blend weights of a tile, row-major over its window (f64, strictly positive):
+    /// the weight of (y, x) is `rows[y] * cols[x]` of [`TileGrid::blend_factors`].
     pub fn blend_weights(&self, tile: &Tile) -> Vec<f64> {
-        let wy = self.rows.weights(tile.row);
-        let wx = self.cols.weights(tile.col);
+        let (wy, wx) = self.blend_factors(tile);
         wy.iter()
             .flat_map(|a| wx.iter().map(move |b| a * b))
             .collect()
+    }
+
+    /// The row and column factors of a tile's blend weights, over its window's rows and columns.
+    pub fn blend_factors(&self, tile: &Tile) -> (Vec<f64>, Vec<f64>) {
+        (self.rows.weights(tile.row), self.cols.weights(tile.col))
     }
 
     /// The overlapping neighbours of a tile in earlier phases, ascending: a stochastic fill of the
