@@ -163,6 +163,8 @@ macro_rules! backend_tests {
                 mosaic_roundtrip => mosaic_cases::mosaic_roundtrip,
                 mosaic_4d_and_errors => mosaic_cases::mosaic_4d_and_errors,
                 staging_roundtrip => staging_cases::staging_roundtrip,
+                staging_deferred_puts => staging_cases::staging_deferred_puts,
+                shared_chunks_read_the_same => scene_cases::shared_chunks_read_the_same,
             );
         }
     };

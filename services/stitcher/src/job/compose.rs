@@ -82,7 +82,8 @@ pub(super) async fn write(cx: Arc<ChunkContext>, work: ChunkWork) -> Result<u64,
         .map_err(|e| StitcherError::Inconsistent {
             job: cx.job.clone(),
             reason: format!("chunk blend stopped: {e}"),
-        })??;
+        })?
+        .map_err(|e| *e)?;
     cx.mosaic
         .write_chunk(
             row,
@@ -107,7 +108,7 @@ fn compose(
     work: &ChunkWork,
     input: Vec<f32>,
     leave: Option<Vec<bool>>,
-) -> Result<Composed, StitcherError> {
+) -> Result<Composed, Box<StitcherError>> {
     let n = input.len();
     let k = cx.members;
     let mut out = Composed {
@@ -120,9 +121,11 @@ fn compose(
     if work.tiles.is_empty() {
         return Ok(out);
     }
-    let blend_err = |source| StitcherError::Blend {
-        job: cx.job.clone(),
-        source,
+    let blend_err = |source| {
+        Box::new(StitcherError::Blend {
+            job: cx.job.clone(),
+            source,
+        })
     };
     let mut blend = Blender::new(work.window, cx.lead);
     let mut spread_blend = cx.ensemble.then(|| Blender::new(work.window, cx.lead));
@@ -135,13 +138,12 @@ fn compose(
             b.add(&cx.grid, tile, s).map_err(blend_err)?;
         }
         if let Some(b) = members_blend.as_mut() {
-            let m = staged
-                .members
-                .as_ref()
-                .ok_or_else(|| StitcherError::Inconsistent {
+            let m = staged.members.as_ref().ok_or_else(|| {
+                Box::new(StitcherError::Inconsistent {
                     job: cx.job.clone(),
                     reason: format!("staged tile {} has no members", tile.index),
-                })?;
+                })
+            })?;
             b.add(&cx.grid, tile, m).map_err(blend_err)?;
         }
     }

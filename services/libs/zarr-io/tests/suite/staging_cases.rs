@@ -67,3 +67,21 @@ pub async fn staging_roundtrip(base: &str) -> anyhow::Result<()> {
     ));
     Ok(())
 }
+
+/// Deferred puts are visible at once and durable after `sync`, which succeeds on every backend
+/// (also before anything was written).
+pub async fn staging_deferred_puts(base: &str) -> anyhow::Result<()> {
+    let staging = Staging::open(&format!("{base}/deferred"))?;
+    staging.sync().await?;
+    staging
+        .put_deferred("job-1/tiles/0.bin", Bytes::from_static(b"t"))
+        .await?;
+    ensure!(staging.get("job-1/tiles/0.bin").await?.as_deref() == Some(&b"t"[..]));
+    staging.sync().await?;
+    ensure!(staging.list("job-1").await? == ["job-1/tiles/0.bin"]);
+    ensure!(matches!(
+        staging.put_deferred("../x", Bytes::from_static(b"x")).await,
+        Err(ZarrIoError::InvalidKey { .. })
+    ));
+    Ok(())
+}
