@@ -296,7 +296,8 @@ impl StitchJob {
 
     /// Blends and writes `chunks` (each ready and not yet written), up to [`WRITE_CONCURRENCY`]
     /// at once, each as [`compose::write`] says; [`Self::mark_durable`] then records them in
-    /// staging. Returns the chunks written, in the order given, even when one failed.
+    /// staging. Returns the chunks written (in the order they finished; their bytes do not depend
+    /// on it), also when one failed.
     ///
     /// # Errors
     /// The first [`StitcherError`] of a read, blend or write, naming the job.
