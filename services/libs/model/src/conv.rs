@@ -27,7 +27,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{Array2, ArrayView2, ArrayView3, ArrayViewMut2, Axis, Slice};
 use rayon::prelude::*;
 
 /// Route CPU layers through candle's own ops instead (see [`use_candle_layers`]).
@@ -99,12 +99,6 @@ impl Conv2d {
                 .broadcast_add(&shift.reshape((n, cout, 1, 1))?);
         }
         let wmat = self.weight.reshape((cout, cin * k * k))?;
-        if k == 1 {
-            let y = wmat.broadcast_left(n)?.matmul(&x.reshape((n, c, h * w))?)?;
-            return y
-                .broadcast_add(&shift.unsqueeze(2)?)?
-                .reshape((n, cout, h, w));
-        }
         x.contiguous()?.apply_op3(
             &wmat.contiguous()?,
             &shift.contiguous()?,
@@ -139,12 +133,6 @@ fn valid_range(d: isize, len: usize) -> std::ops::Range<usize> {
     lo..hi.max(lo)
 }
 
-/// The intersection of two ranges (empty when they do not meet).
-fn intersect(a: std::ops::Range<usize>, b: &std::ops::Range<usize>) -> std::ops::Range<usize> {
-    let lo = a.start.max(b.start);
-    lo..a.end.min(b.end).max(lo)
-}
-
 impl Stencil {
     /// (tap index, dy, dx) of every kernel position.
     fn taps(&self) -> impl Iterator<Item = (usize, isize, isize)> {
@@ -154,25 +142,64 @@ impl Stencil {
 
     /// Columns of the output rows `rows` of one sample `x` [C, H·W], written into `cols`
     /// [C·k², rows.len()·W] (resized as needed): row `c·k² + dy·k + dx` holds x[c, y + dy − k/2,
-    /// x + dx − k/2] (0 outside the image) at column `(y − rows.start)·W + x`.
+    /// x + dx − k/2] (0 outside the image) at column `(y − rows.start)·W + x`. Every entry is
+    /// written once (the zeros of the border too), so the buffer is never cleared first.
     pub fn im2col_rows(&self, x: &[f32], rows: std::ops::Range<usize>, cols: &mut Vec<f32>) {
         let (kk, hw, w) = (self.kernel * self.kernel, self.h * self.w, self.w);
         let band = rows.len() * w;
-        cols.clear();
         cols.resize(x.len() / hw * kk * band, 0.0);
         for (out, plane) in cols.chunks_exact_mut(kk * band).zip(x.chunks_exact(hw)) {
             for (t, dy, dx) in self.taps() {
                 let row = &mut out[t * band..][..band];
-                let xs = valid_range(dx, w);
-                for y in intersect(valid_range(dy, self.h), &rows) {
-                    let src = (y as isize + dy) as usize * w;
-                    let sx = (xs.start as isize + dx) as usize;
-                    let at = (y - rows.start) * w;
-                    row[at + xs.start..at + xs.end]
-                        .copy_from_slice(&plane[src + sx..src + sx + xs.len()]);
+                let (xs, ys) = (valid_range(dx, w), valid_range(dy, self.h));
+                let sx = (xs.start as isize + dx) as usize;
+                for (y, dst) in rows.clone().zip(row.chunks_exact_mut(w)) {
+                    if !ys.contains(&y) {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let src = (y as isize + dy) as usize * w + sx;
+                    dst[..xs.start].fill(0.0);
+                    dst[xs.clone()].copy_from_slice(&plane[src..src + xs.len()]);
+                    dst[xs.end..].fill(0.0);
                 }
             }
         }
+    }
+
+    /// The input rows that the output rows `rows` of one sample `x` [C, H·W] read, each padded
+    /// by r = k/2 zeros on both sides, written into `buf` [C·k, stride] (resized as needed) with
+    /// Wp = W + 2r and stride = rows.len()·Wp + 2r: entry (c·k + dy, (y − rows.start)·Wp + xp)
+    /// holds x[c, y + dy − r, xp − r] (0 outside the image). Row (c, dy) read from column dx on
+    /// is then im2col's row of tap (dy, dx), at output column (y − rows.start)·Wp + x; the last 2r
+    /// columns of each Wp-wide output row are junk. A third of im2col's k² copies for k = 3.
+    /// Returns the stride.
+    pub fn padded_rows(
+        &self,
+        x: &[f32],
+        rows: std::ops::Range<usize>,
+        buf: &mut Vec<f32>,
+    ) -> usize {
+        let (k, r, w, hw) = (self.kernel, self.kernel / 2, self.w, self.h * self.w);
+        let wp = w + 2 * r;
+        let stride = rows.len() * wp + 2 * r;
+        buf.resize(x.len() / hw * k * stride, 0.0);
+        for (out, plane) in buf.chunks_exact_mut(k * stride).zip(x.chunks_exact(hw)) {
+            for (dy, row) in out.chunks_exact_mut(stride).enumerate() {
+                let (body, tail) = row.split_at_mut(rows.len() * wp);
+                tail.fill(0.0);
+                for (y, dst) in rows.clone().zip(body.chunks_exact_mut(wp)) {
+                    let Some(sy) = (y + dy).checked_sub(r).filter(|&sy| sy < self.h) else {
+                        dst.fill(0.0);
+                        continue;
+                    };
+                    dst[..r].fill(0.0);
+                    dst[r..r + w].copy_from_slice(&plane[sy * w..][..w]);
+                    dst[r + w..].fill(0.0);
+                }
+            }
+        }
+        stride
     }
 
     /// The columns of a whole sample (see [`Stencil::im2col_rows`]).
@@ -224,6 +251,8 @@ std::thread_local! {
     /// Each thread's columns buffer, reused across layers and steps: allocating k²× an
     /// activation afresh for every gemm cost as much time as the arithmetic.
     static COLS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Each thread's forward output on the padded width (see [`Stencil::padded_rows`]).
+    static WIDE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     /// Each thread's buffer for the columns' gradient in the backward pass.
     static DCOLS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -286,12 +315,12 @@ impl CustomOp3 for ConvOp {
                 wl.dims()
             );
         }
-        let (x, wm, shift) = (
+        let (x, wraw, shift) = (
             contiguous_f32(("conv2d", "input"), xs, xl)?,
             contiguous_f32(("conv2d", "weight"), ws, wl)?,
             contiguous_f32(("conv2d", "shift"), ss, sl)?,
         );
-        let wm = matrix(wm, cout, ckk)?;
+        let wm = matrix(wraw, cout, ckk)?;
         let mut y = vec![0f32; n * cout * h * w];
         // Every (sample, band of output rows) as its own piece of work, with its output view.
         let bands = st.bands(n);
@@ -308,16 +337,48 @@ impl CustomOp3 for ConvOp {
                 rest = tail;
             }
         }
+        // The weights as [cout, C·k, k]: W[:, :, :, dx] is a strided [cout, C·k] matrix.
+        let taps = ArrayView3::from_shape((cout, c * st.kernel, st.kernel), wraw)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         work.into_par_iter()
             .try_for_each(|(xn, sn, band, mut out)| {
-                for (mut row, &b) in out.rows_mut().into_iter().zip(sn) {
-                    row.fill(b);
+                if st.kernel == 1 {
+                    // A 1×1 kernel's columns are the input itself.
+                    for (mut row, &b) in out.rows_mut().into_iter().zip(sn) {
+                        row.fill(b);
+                    }
+                    let xb = matrix(xn, c, h * w)?
+                        .slice_axis_move(Axis(1), Slice::from(band.start * w..band.end * w));
+                    general_mat_mul(1.0, &wm, &xb, 1.0, &mut out);
+                    return Ok(());
                 }
-                COLS.with_borrow_mut(|cols| {
-                    let px = band.len() * w;
-                    st.im2col_rows(xn, band, cols);
-                    general_mat_mul(1.0, &wm, &matrix(cols, ckk, px)?, 1.0, &mut out);
-                    Ok::<_, candle_core::Error>(())
+                // y = shift + Σ_dx W[:, :, :, dx] · (padded rows from column dx), on the padded
+                // width, then the W valid columns of each row are copied out.
+                let wp = w + 2 * (st.kernel / 2);
+                let px = band.len() * wp;
+                COLS.with_borrow_mut(|rows| {
+                    WIDE.with_borrow_mut(|wide| {
+                        let stride = st.padded_rows(xn, band.clone(), rows);
+                        let rows = matrix(rows, c * st.kernel, stride)?;
+                        wide.resize(cout * px, 0.0);
+                        for (row, &b) in wide.chunks_exact_mut(px).zip(sn) {
+                            row.fill(b);
+                        }
+                        let mut acc = matrix_mut(wide, cout, px)?;
+                        for dx in 0..st.kernel {
+                            let b = rows.slice_axis(Axis(1), Slice::from(dx..dx + px));
+                            general_mat_mul(1.0, &taps.index_axis(Axis(2), dx), &b, 1.0, &mut acc);
+                        }
+                        for (mut o, a) in out.rows_mut().into_iter().zip(wide.chunks_exact(px)) {
+                            let o = o.as_slice_mut().ok_or_else(|| {
+                                candle_core::Error::Msg("conv2d: output band not contiguous".into())
+                            })?;
+                            for (ol, al) in o.chunks_exact_mut(w).zip(a.chunks_exact(wp)) {
+                                ol.copy_from_slice(&al[..w]);
+                            }
+                        }
+                        Ok::<_, candle_core::Error>(())
+                    })
                 })
             })?;
         Ok((CpuStorage::F32(y), Shape::from((n, cout, h, w))))
@@ -351,13 +412,19 @@ impl CustomOp3 for ConvOp {
             .map(|((dxn, xn), gn)| {
                 let g = matrix(gn, cout, hw)?;
                 let mut dw = Array2::<f32>::zeros((cout, ckk));
+                if st.kernel == 1 {
+                    // Columns are the input and col2im the identity: ∂x = Wᵀ·∂y directly.
+                    general_mat_mul(1.0, &g, &matrix(xn, c, hw)?.t(), 0.0, &mut dw);
+                    general_mat_mul(1.0, &wt, &g, 0.0, &mut matrix_mut(dxn, c, hw)?);
+                    return Ok(dw);
+                }
                 COLS.with_borrow_mut(|cols| {
                     st.im2col_rows(xn, 0..h, cols);
                     general_mat_mul(1.0, &g, &matrix(cols, ckk, hw)?.t(), 0.0, &mut dw);
                     Ok::<_, candle_core::Error>(())
                 })?;
                 DCOLS.with_borrow_mut(|dcols| {
-                    dcols.clear();
+                    // Overwritten whole by the gemm (β = 0), so never cleared.
                     dcols.resize(ckk * hw, 0.0);
                     general_mat_mul(1.0, &wt, &g, 0.0, &mut matrix_mut(dcols, ckk, hw)?);
                     st.col2im_add(dcols, dxn);
