@@ -253,6 +253,9 @@ pub struct TrainArgs {
     /// auto, cpu or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Serve /metrics /healthz /readyz here while training (steps, loss, step seconds).
+    #[arg(long)]
+    pub metrics_addr: Option<String>,
 }
 
 /// `preview`.

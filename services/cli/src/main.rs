@@ -8,6 +8,7 @@ mod gaps;
 mod geotiff;
 mod preview;
 mod progress;
+mod train_metrics;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

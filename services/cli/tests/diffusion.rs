@@ -198,3 +198,64 @@ fn bad_checkpoints_are_named() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("corrupt.safetensors"));
     assert!(!std::path::Path::new(&output).join("zarr.json").exists());
 }
+
+#[test]
+fn train_serves_its_progress_as_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.zarr").display().to_string();
+    let ckpt = dir.path().join("m.safetensors").display().to_string();
+    let shape = [2u64, 64, 56];
+    write(&input, &shape, (32, 32), &synthetic(&shape, 0.2, 5));
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = bin()
+        .args([
+            "train",
+            &input,
+            "--checkpoint",
+            &ckpt,
+            "--model",
+            "small",
+            "--steps",
+            "100000",
+            "--tile",
+            "16",
+            "--batch",
+            "3",
+            "--metrics-addr",
+            &addr,
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut exposition = String::new();
+    wait_for(
+        "three training steps",
+        std::time::Duration::from_secs(120),
+        || {
+            exposition = http_get(port, "/metrics")
+                .map(|(_, b)| b)
+                .unwrap_or_default();
+            metric_value(&exposition, "terrafill_train_steps_total").unwrap_or(0.0) >= 3.0
+        },
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    eprintln!("{exposition}");
+    let value = |m: &str| metric_value(&exposition, m).unwrap_or_else(|| panic!("no {m}"));
+    let steps = value("terrafill_train_steps_total");
+    assert_eq!(value("terrafill_train_steps_planned"), 100_000.0);
+    assert_eq!(value("terrafill_train_batch_size"), 3.0);
+    assert_eq!(value("terrafill_train_samples_total"), 3.0 * steps);
+    assert_eq!(value("terrafill_train_step_seconds_count"), steps);
+    assert!(value("terrafill_train_step_seconds_sum") > 0.0);
+    let loss = value("terrafill_train_loss");
+    assert!(loss.is_finite() && loss > 0.0, "loss {loss}");
+    assert!(
+        exposition.contains("service=\"train\""),
+        "build info names the service"
+    );
+    assert_eq!(value("terrafill_build_info"), 1.0);
+    assert!(value("process_resident_memory_bytes") > 1e6);
+    assert!(value("process_cpu_seconds_total") > 0.0);
+}

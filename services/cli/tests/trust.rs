@@ -69,6 +69,7 @@ fn only_jobs_signed_with_the_cluster_key_are_computed() {
             job: Some(forged.clone()),
             tile_index: 0,
             signature,
+            published_unix_ms: 0,
         };
         publish(&amqp, wire::TILE_QUEUE, wire::encode(&task).to_vec());
     }
@@ -117,6 +118,7 @@ fn only_jobs_signed_with_the_cluster_key_are_computed() {
             error: "forged".into(),
             staging_url: staging.clone(),
             signature: Vec::new(),
+            task_published_unix_ms: 0,
         })),
     };
     publish(

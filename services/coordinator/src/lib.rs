@@ -97,6 +97,7 @@ pub async fn submit(
             job: Some(job.spec.clone()),
             tile_index: index,
             signature: job.signature.clone(),
+            published_unix_ms: wire::unix_ms_now(),
         };
         let msg = Message {
             body: wire::encode(&task),

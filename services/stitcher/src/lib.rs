@@ -295,6 +295,9 @@ impl Stitcher {
                     return Ok(Handled::Done);
                 }
                 self.metrics.tile_results.with_label_values(&["done"]).inc();
+                if let Some(latency) = wire::seconds_since_unix_ms(result.task_published_unix_ms) {
+                    self.metrics.tile_latency_seconds.observe(latency);
+                }
                 let ready = match self.jobs.get_mut(&result.job_id) {
                     Some(a) => a.job.tile_done(result.tile_index),
                     None => Vec::new(),
@@ -443,6 +446,9 @@ impl Stitcher {
             let status = active.job.finalize().await?;
             self.forget(job_id);
             self.metrics.jobs.with_label_values(&["succeeded"]).inc();
+            self.metrics
+                .last_success
+                .set(wire::unix_ms_now() as f64 / 1e3);
             self.metrics.progress.set(1.0);
             tracing::info!(job = %job_id, "mosaic complete");
             self.announce(status).await;

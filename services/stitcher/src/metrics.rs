@@ -21,6 +21,11 @@ pub struct StitcherMetrics {
     pub chunk_seconds: Histogram,
     /// Undecodable events sent to the dead-letter queue.
     pub dead_lettered: IntCounter,
+    /// When this stitcher last finalized a job (seconds since the epoch; 0 before its first).
+    pub last_success: Gauge,
+    /// Seconds from a tile task's publish to its result reaching a stitcher: queue wait, compute
+    /// and staging together (clocks assumed in sync).
+    pub tile_latency_seconds: Histogram,
 }
 
 impl StitcherMetrics {
@@ -65,6 +70,17 @@ impl StitcherMetrics {
                 "terrafill_stitcher_dead_lettered_total",
                 "Undecodable events sent to the dead-letter queue",
             )?,
+            last_success: Gauge::new(
+                "terrafill_stitcher_last_success_timestamp_seconds",
+                "When this stitcher last finalized a job, seconds since the epoch (0 before)",
+            )?,
+            tile_latency_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "terrafill_stitcher_tile_latency_seconds",
+                    "Seconds from a tile task's publish to its result reaching a stitcher",
+                )
+                .buckets(prometheus::exponential_buckets(0.01, 2.0, 16)?),
+            )?,
         };
         // Every label value exists from the start at 0, so that `increase()` and `rate()` see a
         // job's first failure (a series born at 1 has no increase) and ratios are never 0/0.
@@ -83,6 +99,8 @@ impl StitcherMetrics {
         registry.register(Box::new(m.progress.clone()))?;
         registry.register(Box::new(m.chunk_seconds.clone()))?;
         registry.register(Box::new(m.dead_lettered.clone()))?;
+        registry.register(Box::new(m.tile_latency_seconds.clone()))?;
+        registry.register(Box::new(m.last_success.clone()))?;
         Ok(m)
     }
 }

@@ -69,7 +69,22 @@ impl WorkerError {
             Self::Task { .. } | Self::Method { .. } | Self::Device { .. } => false,
         }
     }
+
+    /// The cause as a metric label: `storage`, `task`, `method`, `broker`, `join` or `device`.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            Self::Storage { .. } => "storage",
+            Self::Task { .. } => "task",
+            Self::Method { .. } => "method",
+            Self::Broker(_) => "broker",
+            Self::Join(_) => "join",
+            Self::Device { .. } => "device",
+        }
+    }
 }
+
+/// Every value [`WorkerError::cause`] takes.
+pub const CAUSES: [&str; 6] = ["storage", "task", "method", "broker", "join", "device"];
 
 #[cfg(test)]
 mod tests {

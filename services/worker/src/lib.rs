@@ -123,6 +123,9 @@ async fn handle_batch(
     for delivery in deliveries {
         match decode_task(&delivery, results.key) {
             Ok(task) => {
+                if let Some(wait) = wire::seconds_since_unix_ms(task.published_unix_ms) {
+                    metrics.queue_wait_seconds.observe(wait);
+                }
                 let job = task.job.as_ref().map(|j| j.job_id.clone());
                 let same =
                     |g: &Vec<Task>| g[0].task.job.as_ref().map(|j| &j.job_id) == job.as_ref();
@@ -195,6 +198,7 @@ async fn handle_job_tasks(
         .collect();
     let outputs = match tiles {
         Ok(tiles) => {
+            metrics.batch_tiles.observe(tiles.len() as f64);
             let timer = metrics
                 .stage_seconds
                 .with_label_values(&["compute"])
@@ -237,7 +241,7 @@ async fn handle_job_tasks(
             for (t, staged) in group.into_iter().zip(staged) {
                 let index = t.task.tile_index;
                 let finished = match staged {
-                    Ok(()) => publish_done(&job, index, results, metrics).await,
+                    Ok(()) => publish_done(&job, &t.task, results, metrics).await,
                     Err(error) => Err(error),
                 };
                 match finished {
@@ -331,20 +335,21 @@ async fn durable(
     Ok(())
 }
 
-/// Publishes a staged tile's result (confirmed).
+/// Publishes the result of `task`'s staged tile (confirmed).
 async fn publish_done(
     job: &JobContext,
-    index: u64,
+    task: &TileTask,
     results: &Results<'_>,
     metrics: &WorkerMetrics,
 ) -> Result<(), WorkerError> {
     let result = TileResult {
         job_id: job.id.to_string(),
-        tile_index: index,
+        tile_index: task.tile_index,
         outcome: TileOutcome::Done as i32,
         error: String::new(),
         staging_url: job.spec.staging_url.clone(),
         signature: Vec::new(),
+        task_published_unix_ms: task.published_unix_ms,
     };
     let timer = metrics
         .stage_seconds
@@ -372,6 +377,7 @@ async fn settle_failure(
         .as_ref()
         .map(|j| j.job_id.clone())
         .unwrap_or_default();
+    metrics.errors.with_label_values(&[error.cause()]).inc();
     let attempts_left = t.delivery.delivery_count + 1 < QueueSpec::default().delivery_limit;
     if error.is_retryable() && attempts_left {
         tracing::warn!(job = %job_id, tile = index, %error, "tile failed; retrying");
@@ -390,6 +396,7 @@ async fn settle_failure(
         error: error.to_string(),
         staging_url: staging_url.to_owned(),
         signature: Vec::new(),
+        task_published_unix_ms: t.task.published_unix_ms,
     };
     match results.publish(result).await {
         Ok(()) => {

@@ -1,13 +1,15 @@
 //! Worker metrics (`terrafill_worker_*`).
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+};
 
 /// Counters and histograms of one worker; labels stay low-cardinality (method, outcome, stage).
 #[derive(Debug, Clone)]
 pub struct WorkerMetrics {
     /// Tiles finished, by method and outcome (`done`, `failed`, `retried`).
     pub tiles: IntCounterVec,
-    /// Seconds per tile stage (`read`, `compute`, `stage`, `publish`).
+    /// Seconds per stage: `read`, `stage` and `publish` per tile; `compute` and `sync` per batch.
     pub stage_seconds: HistogramVec,
     /// Bytes of scene data read.
     pub bytes_read: IntCounter,
@@ -15,6 +17,13 @@ pub struct WorkerMetrics {
     pub bytes_written: IntCounter,
     /// Messages sent to the dead-letter queue because they could not be decoded.
     pub dead_lettered: IntCounter,
+    /// Tile failures (retried or final) by cause ([`crate::WorkerError::cause`]).
+    pub errors: IntCounterVec,
+    /// Seconds from the coordinator's publish to this worker's delivery (clocks assumed in sync;
+    /// a redelivered task counts from its first publish).
+    pub queue_wait_seconds: Histogram,
+    /// Tiles computed together (one model batch for `diffusion`).
+    pub batch_tiles: Histogram,
 }
 
 impl WorkerMetrics {
@@ -31,9 +40,10 @@ impl WorkerMetrics {
             stage_seconds: HistogramVec::new(
                 HistogramOpts::new(
                     "terrafill_worker_tile_stage_seconds",
-                    "Seconds per tile stage",
+                    "Seconds per stage: read, stage and publish per tile; compute and sync per \
+                     batch of tiles (see terrafill_worker_batch_tiles)",
                 )
-                .buckets(prometheus::exponential_buckets(0.001, 4.0, 10)?),
+                .buckets(prometheus::exponential_buckets(0.001, 2.0, 20)?),
                 &["stage"],
             )?,
             bytes_read: IntCounter::new("terrafill_worker_read_bytes_total", "Scene bytes read")?,
@@ -45,6 +55,27 @@ impl WorkerMetrics {
                 "terrafill_worker_dead_lettered_total",
                 "Undecodable tasks sent to the dead-letter queue",
             )?,
+            errors: IntCounterVec::new(
+                Opts::new(
+                    "terrafill_worker_errors_total",
+                    "Tile failures, retried or final, by cause",
+                ),
+                &["cause"],
+            )?,
+            queue_wait_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "terrafill_worker_queue_wait_seconds",
+                    "Seconds from a task's publish to its delivery to a worker",
+                )
+                .buckets(prometheus::exponential_buckets(0.005, 2.0, 16)?),
+            )?,
+            batch_tiles: Histogram::with_opts(
+                HistogramOpts::new(
+                    "terrafill_worker_batch_tiles",
+                    "Tiles of one job computed together",
+                )
+                .buckets(prometheus::exponential_buckets(1.0, 2.0, 9)?),
+            )?,
         };
         // Every label pair exists from the start at 0 (see the stitcher's metrics): the alert
         // ratios over `terrafill_worker_tiles_total` are then defined from the first tile on.
@@ -53,11 +84,17 @@ impl WorkerMetrics {
                 m.tiles.with_label_values(&[method, outcome]);
             }
         }
+        for cause in crate::error::CAUSES {
+            m.errors.with_label_values(&[cause]);
+        }
         registry.register(Box::new(m.tiles.clone()))?;
         registry.register(Box::new(m.stage_seconds.clone()))?;
         registry.register(Box::new(m.bytes_read.clone()))?;
         registry.register(Box::new(m.bytes_written.clone()))?;
         registry.register(Box::new(m.dead_lettered.clone()))?;
+        registry.register(Box::new(m.errors.clone()))?;
+        registry.register(Box::new(m.queue_wait_seconds.clone()))?;
+        registry.register(Box::new(m.batch_tiles.clone()))?;
         Ok(m)
     }
 }

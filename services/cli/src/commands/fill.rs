@@ -37,7 +37,7 @@ pub async fn fill(args: &FillArgs, cfg: &Config) -> anyhow::Result<()> {
         shutdown,
         health,
         registry,
-    } = super::serve(args.metrics_addr.as_deref(), &cfg).await?;
+    } = super::serve("fill", args.metrics_addr.as_deref(), &cfg).await?;
     health.set_ready(true);
     let status = crate::embedded::fill(
         &req,
@@ -76,7 +76,7 @@ async fn submit_and_wait(
         shutdown,
         health,
         registry,
-    } = super::serve(args.metrics_addr.as_deref(), cfg).await?;
+    } = super::serve("coordinator", args.metrics_addr.as_deref(), cfg).await?;
     let metrics = coordinator::CoordinatorMetrics::register(&registry)?;
     let broker = crate::embedded::connect(broker_url).await?;
     health.set_ready(true);

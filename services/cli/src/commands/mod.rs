@@ -24,7 +24,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stitcher(args) => services::stitcher(&args, &cfg).await,
         Command::Status(args) => status::status(&args).await,
         Command::Eval(args) => eval::eval(&args).await,
-        Command::Train(args) => train::train(&args).await,
+        Command::Train(args) => train::train(&args, &cfg).await,
         Command::Demo(args) => demo::demo(&args, &cfg).await,
         Command::Preview(args) => preview::preview(&args).await,
         Command::Import(args) => import::import(&args).await,
@@ -32,23 +32,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// What every command that serves metrics starts with: the shutdown signal, the health flag and
-/// the registry, served on `--metrics-addr` (or the config's `telemetry.metrics_addr`) if set.
+/// the registry (with the `process_*` metrics and `terrafill_build_info{service}`), served on
+/// `--metrics-addr` (or the config's `telemetry.metrics_addr`) if set.
 struct Served {
     shutdown: telemetry::Shutdown,
     health: telemetry::Health,
     registry: prometheus::Registry,
 }
 
-async fn serve(flag: Option<&str>, cfg: &crate::config::Config) -> anyhow::Result<Served> {
+async fn serve(
+    service: &str,
+    flag: Option<&str>,
+    cfg: &crate::config::Config,
+) -> anyhow::Result<Served> {
     let shutdown = telemetry::shutdown_on_signal();
-    let health = telemetry::Health::default();
-    let registry = prometheus::Registry::new();
-    if let Some(addr) = flag.or(cfg.telemetry.metrics_addr.as_deref()) {
-        telemetry::serve_metrics(addr, registry.clone(), health.clone(), shutdown.clone()).await?;
-    }
+    let (health, registry) = serve_until(service, flag, cfg, shutdown.clone()).await?;
     Ok(Served {
         shutdown,
         health,
         registry,
     })
+}
+
+/// The health flag and the registry of [`serve`], served until `shutdown`, for commands that keep
+/// the default signal handling (Ctrl-C stops `train` at once).
+async fn serve_until(
+    service: &str,
+    flag: Option<&str>,
+    cfg: &crate::config::Config,
+    shutdown: telemetry::Shutdown,
+) -> anyhow::Result<(telemetry::Health, prometheus::Registry)> {
+    let health = telemetry::Health::default();
+    let registry = prometheus::Registry::new();
+    telemetry::register_process_metrics(&registry, service)?;
+    if let Some(addr) = flag.or(cfg.telemetry.metrics_addr.as_deref()) {
+        telemetry::serve_metrics(addr, registry.clone(), health.clone(), shutdown).await?;
+    }
+    Ok((health, registry))
 }

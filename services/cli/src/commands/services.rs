@@ -17,7 +17,7 @@ pub async fn worker(args: &ServiceArgs, cfg: &Config) -> anyhow::Result<()> {
         shutdown,
         health,
         registry,
-    } = super::serve(args.metrics_addr.as_deref(), cfg).await?;
+    } = super::serve("worker", args.metrics_addr.as_deref(), cfg).await?;
     let metrics = worker::WorkerMetrics::register(&registry)?;
     let Some(broker) = connect_or_stop(&args.broker, &shutdown).await? else {
         return Ok(());
@@ -35,7 +35,7 @@ pub async fn stitcher(args: &ServiceArgs, cfg: &Config) -> anyhow::Result<()> {
         shutdown,
         health,
         registry,
-    } = super::serve(args.metrics_addr.as_deref(), cfg).await?;
+    } = super::serve("stitcher", args.metrics_addr.as_deref(), cfg).await?;
     let metrics = stitcher::StitcherMetrics::register(&registry)?;
     let Some(broker) = connect_or_stop(&args.broker, &shutdown).await? else {
         return Ok(());

@@ -9,8 +9,19 @@ use tiling::Window;
 use zarr_io::Scene;
 
 use crate::args::TrainArgs;
+use crate::config::Config;
+use crate::train_metrics::TrainMetrics;
 
-pub async fn train(args: &TrainArgs) -> anyhow::Result<()> {
+pub async fn train(args: &TrainArgs, cfg: &Config) -> anyhow::Result<()> {
+    let (health, registry) = super::serve_until(
+        "train",
+        args.metrics_addr.as_deref(),
+        cfg,
+        telemetry::Shutdown::new(),
+    )
+    .await?;
+    let metrics = TrainMetrics::register(&registry)?;
+    health.set_ready(true);
     let scene = Scene::open(&args.scene, &args.array, args.mask_array.as_deref()).await?;
     let data = read_scene(&scene).await?;
     let device = args.device.parse::<model::DeviceSpec>()?.device()?;
@@ -18,20 +29,22 @@ pub async fn train(args: &TrainArgs) -> anyhow::Result<()> {
         Some(name) => name.parse::<model::Preset>()?,
         None => model::Preset::for_device(&device),
     };
-    let mut cfg = preset.train_config();
+    let mut tcfg = preset.train_config();
     if let Some(s) = args.steps {
-        cfg.steps = s;
+        tcfg.steps = s;
     }
     if let Some(t) = args.tile {
-        cfg.tile = t;
+        tcfg.tile = t;
     }
     if let Some(b) = args.batch {
-        cfg.batch = b;
+        tcfg.batch = b;
     }
     if let Some(lr) = args.lr {
-        cfg.lr = lr;
+        tcfg.lr = lr;
     }
-    cfg.seed = args.seed;
+    tcfg.seed = args.seed;
+    metrics.steps_planned.set(tcfg.steps as i64);
+    metrics.batch_size.set(tcfg.batch as i64);
     let resume = if args.resume {
         Some(
             zarr_io::get_bytes(&args.checkpoint)
@@ -42,7 +55,7 @@ pub async fn train(args: &TrainArgs) -> anyhow::Result<()> {
         None
     };
     let started = Instant::now();
-    let steps = cfg.steps;
+    let steps = tcfg.steps;
     let bytes = tokio::task::spawn_blocking(move || {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(steps as u64);
@@ -53,12 +66,15 @@ pub async fn train(args: &TrainArgs) -> anyhow::Result<()> {
             bar
         });
         let mut last_log = Instant::now();
+        let mut last_step = Instant::now();
         let out = model::train(
             &data,
-            &cfg,
+            &tcfg,
             resume.as_deref(),
             &device,
             &mut |p: &model::TrainProgress| {
+                metrics.step(last_step.elapsed().as_secs_f64(), p.loss);
+                last_step = Instant::now();
                 if let Some(bar) = &bar {
                     bar.set_position(p.step as u64);
                     bar.set_message(format!("loss {:.4}", p.loss));

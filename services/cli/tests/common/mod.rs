@@ -289,3 +289,39 @@ pub fn wait_for_staged(staging: &str, job: &str, n: usize, submit: &mut Child) {
         },
     );
 }
+
+/// A TCP port nothing listens on now.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// `GET path` on 127.0.0.1:`port`: (status code, body), or `None` when nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    s.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned());
+    Some((code, body.unwrap_or_default()))
+}
+
+/// The value of the first sample of `metric` (name and labels as written before the value) in a
+/// Prometheus text exposition.
+pub fn metric_value(exposition: &str, metric: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == metric || (name.starts_with(metric) && name[metric.len()..].starts_with('{')))
+                .then(|| value.parse().ok())?
+        })
+}

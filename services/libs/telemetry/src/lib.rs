@@ -2,9 +2,11 @@
 //! `/metrics` `/healthz` `/readyz` server, the shutdown signal and layered configuration.
 
 mod config;
+mod process;
 mod server;
 
 pub use config::{load_config, ConfigError};
+pub use process::register_process_metrics;
 pub use server::{serve_metrics, Health, ServerError};
 pub use tokio_util::sync::CancellationToken as Shutdown;
 

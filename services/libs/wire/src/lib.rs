@@ -28,6 +28,12 @@ pub fn unix_ms_now() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Seconds from `unix_ms` (a [`unix_ms_now`] taken earlier, maybe on another machine) to now,
+/// at least 0; `None` when `unix_ms` is 0 (unknown, e.g. a task from an older coordinator).
+pub fn seconds_since_unix_ms(unix_ms: u64) -> Option<f64> {
+    (unix_ms > 0).then(|| unix_ms_now().saturating_sub(unix_ms) as f64 / 1e3)
+}
+
 impl v1::JobSpec {
     /// The validated job id.
     ///

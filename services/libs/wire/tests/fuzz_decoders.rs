@@ -59,6 +59,7 @@ fn seeds() -> Vec<Vec<u8>> {
         job: Some(spec()),
         tile_index: 17,
         signature: vec![0xab; 32],
+        published_unix_ms: 1_764_000_000_000,
     };
     let result = StitchEvent {
         event: Some(stitch_event::Event::Tile(TileResult {
@@ -68,6 +69,7 @@ fn seeds() -> Vec<Vec<u8>> {
             error: String::new(),
             staging_url: "s3://b/s".into(),
             signature: vec![2; 32],
+            task_published_unix_ms: 1_764_000_000_000,
         })),
     };
     let started = StitchEvent {
