@@ -223,13 +223,22 @@ fn services_ride_out_a_broker_outage_longer_than_the_reconnect_deadline() {
     assert_eq!(read(&output, "filled"), read(&url("ref.zarr"), "filled"));
 
     // The services' metrics saw the job: queue wait per task, latency per result, the success.
-    let scrape = |port: u16| http_get(port, "/metrics").map(|(_, b)| b).unwrap_or_default();
+    let scrape = |port: u16| {
+        http_get(port, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default()
+    };
     let (worker, stitcher) = (scrape(worker_port), scrape(stitcher_port));
     let value = |text: &str, m: &str| metric_value(text, m).unwrap_or_else(|| panic!("no {m}"));
     assert!(value(&worker, "terrafill_worker_queue_wait_seconds_count") >= 1.0);
     assert!(value(&worker, "terrafill_worker_batch_tiles_count") >= 1.0);
     assert!(value(&stitcher, "terrafill_stitcher_tile_latency_seconds_count") >= 1.0);
-    assert!(value(&stitcher, "terrafill_stitcher_last_success_timestamp_seconds") > 1.7e9);
+    assert!(
+        value(
+            &stitcher,
+            "terrafill_stitcher_last_success_timestamp_seconds"
+        ) > 1.7e9
+    );
     assert!(worker.contains("service=\"worker\"") && stitcher.contains("service=\"stitcher\""));
     assert!(value(&worker, "process_resident_memory_bytes") > 1e6);
 }
