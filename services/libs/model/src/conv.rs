@@ -9,11 +9,15 @@
 //! ```
 //!
 //! with the bias (and an optional per-sample shift e, such as a residual block's time embedding)
-//! written into the output before the gemm accumulates onto it. The backward pass is two more
+//! written into the output before the gemm accumulates onto it. The forward does not build
+//! im2col's k² copies of the input: it copies each input row once per kernel row, padded by k/2
+//! zeros ([`Stencil::padded_rows`]), and runs k gemms, one per horizontal tap dx, each reading that
+//! buffer from column dx (a strided view, as is the tap's slice of W), on the padded width; the
+//! valid columns are copied out. A 1×1 kernel's columns are the input itself. The backward pass is two more
 //! gemms per sample, ∂W += ∂y[n] · colsᵀ and ∂cols = Wᵀ · ∂y[n], and col2im, the adjoint of
 //! im2col. The columns are rebuilt in the backward pass instead of being kept: a sample's columns
 //! are k² times its input, so keeping them for a whole batch would cost more memory than the rest
-//! of the network's activations. Each thread keeps one columns buffer that it reuses.
+//! of the network's activations. Each thread keeps its buffers and reuses them.
 //!
 //! Every gemm runs on one thread and writes straight into its output; the layer is split across
 //! threads by sample and by band of output rows. Many small multi-threaded gemms, one per sample,

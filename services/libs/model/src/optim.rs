@@ -99,6 +99,7 @@ impl AdamW {
         }
         Ok(norm)
     }
+
     /// Steps taken.
     #[cfg(test)]
     pub(crate) fn steps(&self) -> usize {
@@ -189,19 +190,20 @@ mod tests {
     #[test]
     fn host_update_matches_candle_ops() -> anyhow::Result<()> {
         let dev = Device::Cpu;
-        let slot = |seed: f64| -> anyhow::Result<Slot> {
-            let r = |s: f64| Tensor::randn(s as f32, 1.0, (3, 7), &dev);
-            Ok(Slot {
-                name: "p".to_owned(),
-                var: Var::from_tensor(&r(seed)?)?,
-                m: (r(0.0)? * 0.1)?,
-                v: r(0.0)?.sqr()?,
-            })
+        let r = |mean: f32| Tensor::randn(mean, 1.0, (3, 7), &dev);
+        let mut host = Slot {
+            name: "p".to_owned(),
+            var: Var::from_tensor(&r(0.5)?)?,
+            m: (r(0.0)? * 0.1)?,
+            v: r(0.0)?.sqr()?,
         };
-        let (mut host, mut ops) = (slot(0.5)?, slot(0.5)?);
-        ops.var.set(host.var.as_tensor())?;
-        ops.m = host.m.clone();
-        ops.v = host.v.clone();
+        // A separate variable with the same values (a variable passed to `from_tensor` is shared).
+        let mut ops = Slot {
+            name: "p".to_owned(),
+            var: Var::from_tensor(&host.var.as_tensor().copy()?)?,
+            m: host.m.clone(),
+            v: host.v.clone(),
+        };
         for step in 1..=5 {
             let g = Tensor::randn(0f32, 2.0, (3, 7), &dev)?;
             let u = Update {
