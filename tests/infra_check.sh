@@ -2,7 +2,8 @@
 # Checks the operations files: Prometheus config and alert rules with promtool (config, rules and the
 # rule unit tests), every YAML/JSON file under infra/ and docker-compose.yml with Python, the
 # Grafana queries as PromQL, metric names against the services' sources, the config files and the
-# service command lines against the terrafill binary (when built). Exits non-zero on any failure.
+# service command lines against the terrafill binary (when built), and the Kubernetes manifests
+# against the API's schemas (kubernetes-validate). Exits non-zero on any failure.
 #   tests/infra_check.sh            (installs Debian's `prometheus` package for promtool if missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +38,15 @@ if ! "$PY" -c "import yaml" 2>/dev/null; then
 fi
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
+
+# --- Kubernetes manifests against the API's schemas (kubernetes-validate ships them) -----------
+KV=$ROOT/.venv/bin/kubernetes-validate
+if [ ! -x "$KV" ]; then
+  if [ -x "$ROOT/.venv/bin/pip" ]; then "$ROOT/.venv/bin/pip" install -q kubernetes-validate >&2; else
+    echo "tests/infra_check.sh: kubernetes-validate missing (pip install kubernetes-validate)" >&2; exit 1; fi
+fi
+say "kubernetes-validate --strict (Kubernetes 1.30; custom resources are only parsed)"
+"$KV" --strict --quiet --no-warn -k 1.30.0 infra/k8s/*.yaml || bad "kubernetes-validate infra/k8s"
 say "parsing YAML/JSON, checking compose, k8s, dashboards, metric names"
 "$PY" - "$WORK" <<'EOF' || bad "python structural checks"
 import glob, json, os, re, sys, tomllib
@@ -177,6 +187,9 @@ cm = docs["infra/k8s/configmap.yaml"][0]["data"]["terrafill.toml"]
 if cm != open("config/distributed.toml").read():
     err("infra/k8s/configmap.yaml differs from config/distributed.toml")
 open(os.path.join(work, "configmap.toml"), "w").write(cm)
+jobs = [d for d in docs["infra/k8s/configmap.yaml"] if d["metadata"]["name"] == "terrafill-jobs"]
+if not jobs or jobs[0]["data"].get("nightly.toml") != open("config/jobs/nightly.toml").read():
+    err("infra/k8s/configmap.yaml (terrafill-jobs) differs from config/jobs/nightly.toml")
 
 # 6. config/default.toml documents every key with its default.
 expected = {"coordinator": {"max_queued": 256, "poll_ms": 100, "reannounce_s": 15},
@@ -227,6 +240,7 @@ worker --device cpu --metrics-addr 127.0.0.1:0
 worker --device cuda:0 --metrics-addr 127.0.0.1:0
 stitcher --metrics-addr 127.0.0.1:0
 submit /nonexistent/in.zarr /nonexistent/out.zarr --method diffusion --checkpoint /nonexistent/m.safetensors --metrics-addr 127.0.0.1:0
+submit config/jobs/nightly.toml --date yesterday --metrics-addr 127.0.0.1:0
 ARGS
 else
   say "no terrafill binary at $BIN: config/command-line checks not run (set TERRAFILL_BIN)"

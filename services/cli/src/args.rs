@@ -17,6 +17,10 @@ pub struct Cli {
     /// Log as JSON lines (default: human-readable on a terminal, JSON otherwise).
     #[arg(long, global = true)]
     pub log_json: bool,
+    /// The date of a job file's `{date}` templates: YYYY-MM-DD, today, yesterday or today-N
+    /// (UTC; default today). Only with a job file.
+    #[arg(long, global = true)]
+    pub date: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -27,8 +31,12 @@ pub struct Cli {
 pub enum Command {
     /// Fill the gaps of a scene in this process (with --broker: submit it to that cluster instead).
     Fill(FillArgs),
-    /// Submit a fill job to a cluster and wait for it (the coordinator for one job).
+    /// Submit a fill job to a cluster and wait for it (the coordinator for one job). The job may
+    /// be a job file: `submit JOB.toml` (keys are the flags; `{date}` templates).
     Submit(SubmitArgs),
+    /// Restart a failed job (same arguments or job file): compute only its failed and missing
+    /// tiles, in this process or, with --broker, on that cluster.
+    Retry(FillArgs),
     /// Run a worker that computes tile tasks from the broker.
     Worker(ServiceArgs),
     /// Run the stitcher that blends tile outputs into mosaics.
@@ -132,6 +140,9 @@ pub struct FillArgs {
     /// Serve /metrics and /healthz here (e.g. 127.0.0.1:9100).
     #[arg(long)]
     pub metrics_addr: Option<String>,
+    /// Restart the job if it failed (set by `retry`).
+    #[arg(skip)]
+    pub retry: bool,
 }
 
 /// `submit`: the fill arguments plus detaching.

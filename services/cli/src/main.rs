@@ -4,16 +4,16 @@ mod args;
 mod commands;
 mod config;
 mod embedded;
+mod exit;
 mod gaps;
 mod geotiff;
+mod jobfile;
 mod preview;
 mod progress;
 mod train_metrics;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-
-use clap::Parser;
 
 /// mimalloc keeps freed pages for reuse; with the system allocator every large tensor of the
 /// model was faulted in afresh, which cost as much as the convolutions (model README). It is
@@ -23,7 +23,13 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = args::Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            eprintln!("error: {}", one_line(&error));
+            return ExitCode::from(exit::USAGE);
+        }
+    };
     let service = matches!(
         cli.command,
         args::Command::Worker(_) | args::Command::Stitcher(_)
@@ -47,9 +53,38 @@ fn main() -> ExitCode {
             // Exit without dropping the runtime: a broker connection attempt abandoned at its
             // deadline leaves a task that lapin's I/O thread awaits, and cancelling it at runtime
             // shutdown makes that thread panic onto stderr after our one-line error.
-            std::process::exit(1)
+            std::process::exit(i32::from(exit::code(&error)))
         }
     }
+}
+
+/// The command line, with a job file right after `fill`, `submit`, `retry` or `train` expanded
+/// into the flags it holds (`jobfile`). Flags given after the file override its keys. Usage
+/// errors exit here, as clap reports them.
+fn parse() -> anyhow::Result<args::Cli> {
+    use clap::{CommandFactory, FromArgMatches};
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if jobfile::stray_date(&argv) {
+        anyhow::bail!("--date fills the {{date}} templates of a job file, and no job file (JOB.toml right after the subcommand) was given");
+    }
+    let flags = |sub: &str| {
+        let cmd = args::Cli::command();
+        let sub = cmd.find_subcommand(sub)?;
+        Some(
+            sub.get_arguments()
+                .filter_map(|a| a.get_long())
+                .map(str::to_owned)
+                .collect(),
+        )
+    };
+    let argv = jobfile::expand(argv, &flags)?;
+    let cmd = args::Cli::command()
+        .mut_subcommand("fill", |c| c.args_override_self(true))
+        .mut_subcommand("submit", |c| c.args_override_self(true))
+        .mut_subcommand("retry", |c| c.args_override_self(true))
+        .mut_subcommand("train", |c| c.args_override_self(true));
+    let matches = cmd.try_get_matches_from(argv).unwrap_or_else(|e| e.exit());
+    Ok(args::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()))
 }
 
 /// The error and its causes on one line, skipping causes whose text a message already includes.

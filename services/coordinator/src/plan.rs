@@ -81,12 +81,25 @@ pub(crate) async fn plan(
                     finished: Some(status),
                 });
             }
+            JobState::Failed if !req.retry => {
+                // Publishing its tiles again would only recompute the staged ones and fail on
+                // the same cause: the operator fixes it and asks for a retry.
+                return Err(CoordinatorError::JobFailed {
+                    job: id.to_string(),
+                    reason: format!(
+                        "{} (it failed before and nothing was re-queued: fix the cause, then run \
+                         `terrafill retry` with the same arguments to compute only its failed and \
+                         missing tiles)",
+                        status.error
+                    ),
+                });
+            }
             JobState::Running => {}
             _ => {
-                // A failed (or vanished) result: start over, keeping staged tiles.
+                // A retried failure (or a vanished result): start over, keeping staged tiles.
                 for key in [staging_keys::status(&id), staging_keys::progress(&id)] {
                     staging
-                        .delete_prefix(&key)
+                        .delete(&key)
                         .await
                         .map_err(storage(format!("resetting job {id}")))?;
                 }

@@ -44,6 +44,9 @@ pub struct FillRequest {
     pub max_distance: Option<u64>,
     /// Array of the input group, non-zero where missing pixels must stay missing.
     pub keep_array: Option<String>,
+    /// Restart the job if it failed, computing only the tiles it has not staged (`terrafill
+    /// retry`); without it a failed job is refused at once. Not part of the job's identity.
+    pub retry: bool,
 }
 
 /// The largest tile side: a tile and its context must fit a worker's memory many times over.
@@ -71,6 +74,7 @@ impl FillRequest {
             staging: None,
             max_distance: None,
             keep_array: None,
+            retry: false,
         }
     }
 

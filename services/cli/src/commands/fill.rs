@@ -81,6 +81,14 @@ async fn submit_and_wait(
     let broker = crate::embedded::connect(broker_url).await?;
     health.set_ready(true);
     let job = coordinator::submit(&req, &cfg.coordinator, &broker, &metrics).await?;
+    let resumed = metrics.tiles_resumed.get();
+    if resumed > 0 || args.retry {
+        eprintln!(
+            "job {}: {} tiles queued, {resumed} already staged",
+            job.id,
+            metrics.tiles_published.get()
+        );
+    }
     if let Some(status) = &job.finished {
         report(status);
         return Ok(());
@@ -132,6 +140,7 @@ async fn request(args: &FillArgs) -> anyhow::Result<FillRequest> {
     req.staging = args.staging.clone();
     req.max_distance = args.max_distance;
     req.keep_array = args.keep_array.clone();
+    req.retry = args.retry;
     let (tile, overlap) = match (args.method, &args.checkpoint) {
         (MethodArg::Diffusion, Some(url)) => {
             let t = checkpoint_for_input(url, args).await?;

@@ -20,6 +20,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Fill(args) => fill::fill(&args, &cfg).await,
         Command::Submit(args) => fill::submit(&args, &cfg).await,
+        Command::Retry(mut args) => {
+            args.retry = true;
+            fill::fill(&args, &cfg).await
+        }
         Command::Worker(args) => services::worker(&args, &cfg).await,
         Command::Stitcher(args) => services::stitcher(&args, &cfg).await,
         Command::Status(args) => status::status(&args).await,

@@ -325,3 +325,21 @@ pub fn metric_value(exposition: &str, metric: &str) -> Option<f64> {
                 .then(|| value.parse().ok())?
         })
 }
+
+/// The stored chunk files of a local scene's `data` array, in path order.
+pub fn chunk_files(scene: &std::path::Path) -> Vec<PathBuf> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&scene.join("data/c"), &mut files);
+    files.sort();
+    files
+}

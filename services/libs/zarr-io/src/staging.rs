@@ -169,6 +169,19 @@ impl Staging {
         Ok(names)
     }
 
+    /// Delete the object at `key`; a key that holds nothing is not an error. (`delete_prefix`
+    /// of an object's own key deletes nothing: prefixes are whole segments *above* keys.)
+    ///
+    /// # Errors
+    /// [`ZarrIoError::InvalidKey`] for a bad key, [`ZarrIoError::Store`].
+    pub async fn delete(&self, key: &str) -> Result<(), ZarrIoError> {
+        let path = key_path(key)?;
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(store_error(&self.url, &path, "delete", e)),
+        }
+    }
+
     /// Delete every key below `prefix` (whole segments; `""` deletes everything). Deleting
     /// nothing is not an error.
     ///
@@ -177,13 +190,7 @@ impl Staging {
     pub async fn delete_prefix(&self, prefix: &str) -> Result<(), ZarrIoError> {
         let keys = self.list(prefix).await?;
         futures::stream::iter(keys)
-            .map(|key| async move {
-                let path = Path::from(key.as_str());
-                match self.store.delete(&path).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                    Err(e) => Err(store_error(&self.url, &path, "delete", e)),
-                }
-            })
+            .map(|key| async move { self.delete(&key).await })
             .buffer_unordered(DELETE_CONCURRENCY)
             .try_collect::<Vec<()>>()
             .await
@@ -255,5 +262,24 @@ mod tests {
                 .unwrap_or_else(|| panic!("{bad:?} must be rejected"));
             assert!(matches!(err, ZarrIoError::InvalidKey { .. }));
         }
+    }
+
+    #[tokio::test]
+    async fn delete_removes_one_object_and_prefixes_are_segments_above_keys(
+    ) -> Result<(), ZarrIoError> {
+        let s = Staging::open("memory://staging-delete-test")?;
+        s.put("j/status.pb", Bytes::from_static(b"failed")).await?;
+        s.put("j/tiles/1", Bytes::from_static(b"t")).await?;
+        s.delete_prefix("j/status.pb").await?;
+        assert!(
+            s.exists("j/status.pb").await?,
+            "a key is not its own prefix"
+        );
+        s.delete("j/status.pb").await?;
+        assert!(!s.exists("j/status.pb").await?);
+        s.delete("j/status.pb").await?;
+        s.delete_prefix("j/tiles").await?;
+        assert!(s.list("j").await?.is_empty());
+        Ok(())
     }
 }
