@@ -17,10 +17,6 @@ pub struct Cli {
     /// Log as JSON lines (default: human-readable on a terminal, JSON otherwise).
     #[arg(long, global = true)]
     pub log_json: bool,
-    /// The date of a job file's `{date}` templates: YYYY-MM-DD, today, yesterday or today-N
-    /// (UTC; default today). Only with a job file.
-    #[arg(long, global = true)]
-    pub date: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -140,6 +136,10 @@ pub struct FillArgs {
     /// Serve /metrics and /healthz here (e.g. 127.0.0.1:9100).
     #[arg(long)]
     pub metrics_addr: Option<String>,
+    /// With a job file (JOB.toml as the first argument): the date of its `{date}` templates,
+    /// YYYY-MM-DD, today, yesterday or today-N (UTC; default today).
+    #[arg(long)]
+    pub date: Option<String>,
     /// Restart the job if it failed (set by `retry`).
     #[arg(skip)]
     pub retry: bool,
@@ -267,6 +267,10 @@ pub struct TrainArgs {
     /// Serve /metrics /healthz /readyz here while training (steps, loss, step seconds).
     #[arg(long)]
     pub metrics_addr: Option<String>,
+    /// With a job file (JOB.toml as the first argument): the date of its `{date}` templates,
+    /// YYYY-MM-DD, today, yesterday or today-N (UTC; default today).
+    #[arg(long)]
+    pub date: Option<String>,
 }
 
 /// `preview`.

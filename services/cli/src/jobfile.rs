@@ -27,7 +27,10 @@ const COMMANDS: [(&str, &[&str]); 4] = [
 ];
 
 /// Global flags that take a value (the others take none).
-const GLOBAL_WITH_VALUE: [&str; 2] = ["--config", "--date"];
+const GLOBAL_WITH_VALUE: [&str; 1] = ["--config"];
+
+/// Flags of the job-file commands that a job file cannot set: the date is the run's.
+const RUN_KEYS: [&str; 1] = ["date"];
 
 /// Keys a job file may not hold: the broker URL carries credentials, which come from the
 /// environment only.
@@ -145,11 +148,19 @@ fn job_args(
         if SECRET_KEYS.contains(&flag.as_str()) {
             bail!("`{key}` does not belong in a job file (it holds credentials): set TERRAFILL_BROKER or pass --broker");
         }
+        if RUN_KEYS.contains(&flag.as_str()) {
+            bail!("`{key}` is the run's, not the job's: pass --{flag} on the command line");
+        }
         if !known.contains(&flag) {
             bail!(
                 "unknown key `{key}`; the keys are {} and the flags: {}",
                 positional.join(", "),
-                known.join(", ")
+                known
+                    .iter()
+                    .filter(|k| !RUN_KEYS.contains(&k.as_str()))
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         match value {
@@ -302,6 +313,7 @@ mod tests {
                 "input = 'a'\noutput = 'b'\nbroker = 'amqp://u:p@h'",
                 "broker",
             ),
+            ("input = 'a'\noutput = 'b'\ndate = '2026-01-01'", "--date"),
             ("input = 'a'\noutput = 'b'\nmethod = { x = 1 }", "method"),
             ("input = 'a'\noutput = '{when}'", "when"),
             ("input = [", "TOML"),
