@@ -19,7 +19,7 @@ use anyhow::{bail, Context};
 use chrono::NaiveDate;
 
 /// The subcommands that take a job file, and their positional arguments in order.
-const COMMANDS: [(&str, &[&str]); 4] = [
+pub const COMMANDS: [(&str, &[&str]); 4] = [
     ("fill", &["input", "output"]),
     ("submit", &["input", "output"]),
     ("retry", &["input", "output"]),

@@ -78,11 +78,11 @@ fn parse() -> anyhow::Result<args::Cli> {
         )
     };
     let argv = jobfile::expand(argv, &flags)?;
-    let cmd = args::Cli::command()
-        .mut_subcommand("fill", |c| c.args_override_self(true))
-        .mut_subcommand("submit", |c| c.args_override_self(true))
-        .mut_subcommand("retry", |c| c.args_override_self(true))
-        .mut_subcommand("train", |c| c.args_override_self(true));
+    let cmd = jobfile::COMMANDS
+        .iter()
+        .fold(args::Cli::command(), |cmd, (name, _)| {
+            cmd.mut_subcommand(name, |c| c.args_override_self(true))
+        });
     let matches = cmd.try_get_matches_from(argv).unwrap_or_else(|e| e.exit());
     Ok(args::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()))
 }

@@ -187,7 +187,7 @@ fn real_prometheus_fires_the_right_alerts_through_a_failed_and_a_good_job() {
     // tile fails in the worker.
     let bad = format!("{root}/bad.zarr");
     write(&bad, &SHAPE, (32, 32), &synthetic(&SHAPE, 0.0, 1));
-    for chunk in chunk_files(Path::new(&bad)) {
+    for chunk in chunk_files(Path::new(&bad), "data") {
         std::fs::write(chunk, b"garbage").unwrap();
     }
     let grid = [

@@ -479,7 +479,10 @@ fn damaged_files_and_mismatched_checkpoints_are_named() {
     // A chunk whose bytes do not decode: the error names the array and the chunk.
     let broken = url("broken-chunk.zarr");
     write(&broken, &shape, (16, 16), &synthetic(&shape, 0.2, 4));
-    let chunk = chunk_file(&broken, "data");
+    let chunk = chunk_files(std::path::Path::new(&broken), "data")
+        .into_iter()
+        .next()
+        .expect("a stored chunk");
     std::fs::write(&chunk, b"not a chunk").unwrap();
     fails_with(&["fill", &broken, &url("o4.zarr")], "broken-chunk.zarr");
     assert!(!complete(&url("o4.zarr")));
@@ -522,22 +525,6 @@ fn damaged_files_and_mismatched_checkpoints_are_named() {
         "tile",
     );
     assert!(!std::path::Path::new(&url("m.safetensors")).exists());
-}
-
-/// The file of one chunk of `array` in the local group `group`.
-fn chunk_file(group: &str, array: &str) -> std::path::PathBuf {
-    let mut dirs = vec![std::path::Path::new(group).join(array).join("c")];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                return path;
-            }
-        }
-    }
-    panic!("no chunk file under {group}/{array}");
 }
 
 #[test]

@@ -102,7 +102,7 @@ fn a_job_file_runs_per_date_refuses_a_failed_rerun_and_retries_only_missing_tile
     let job = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let output = format!("{root}/out/20260702.zarr");
     let staging = format!("{output}.staging");
-    let chunks = chunk_files(Path::new(&scene("2026-07-02")));
+    let chunks = chunk_files(Path::new(&scene("2026-07-02")), "data");
     let bad = &chunks[chunks.len() / 2];
     let good = std::fs::read(bad).unwrap();
     std::fs::write(bad, b"not a zstd frame").unwrap();

@@ -326,10 +326,14 @@ pub fn metric_value(exposition: &str, metric: &str) -> Option<f64> {
         })
 }
 
-/// The stored chunk files of a local scene's `data` array, in path order.
-pub fn chunk_files(scene: &std::path::Path) -> Vec<PathBuf> {
+/// The stored chunk files of `array` in the local group `group`, in path order (none when the
+/// array stores no chunk).
+pub fn chunk_files(group: &std::path::Path, array: &str) -> Vec<PathBuf> {
     fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 walk(&path, out);
@@ -339,7 +343,7 @@ pub fn chunk_files(scene: &std::path::Path) -> Vec<PathBuf> {
         }
     }
     let mut files = Vec::new();
-    walk(&scene.join("data/c"), &mut files);
+    walk(&group.join(array).join("c"), &mut files);
     files.sort();
     files
 }
