@@ -255,6 +255,10 @@ pub struct TrainArgs {
     /// Peak learning rate (default: the preset's).
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
+    /// Fraction of each batch trained at the last noise level, where `fill` reads its point
+    /// estimate (0–1; default: the preset's).
+    #[arg(long, allow_negative_numbers = true)]
+    pub estimate_share: Option<f64>,
     /// Seed.
     #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     pub seed: u64,

@@ -42,6 +42,9 @@ pub async fn train(args: &TrainArgs, cfg: &Config) -> anyhow::Result<()> {
     if let Some(lr) = args.lr {
         tcfg.lr = lr;
     }
+    if let Some(share) = args.estimate_share {
+        tcfg.estimate_share = share;
+    }
     tcfg.seed = args.seed;
     metrics.steps_planned.set(tcfg.steps as i64);
     metrics.batch_size.set(tcfg.batch as i64);

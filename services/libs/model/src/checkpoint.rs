@@ -25,6 +25,8 @@ pub(crate) const MODEL_PREFIX: &str = "model.";
 /// Prefixes of the AdamW first and second moments.
 pub(crate) const ADAM_M: &str = "adam.m.";
 pub(crate) const ADAM_V: &str = "adam.v.";
+/// Prefix of the outer Nesterov momentum of rounds of local SGD.
+pub(crate) const OUTER_U: &str = "outer.u.";
 
 /// What a model needs besides its weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,6 +70,29 @@ pub struct TrainingHistory {
     /// checkpoints written before presets existed, which load unchanged.
     #[serde(default)]
     pub preset: Option<String>,
+    /// Rounds of local SGD this checkpoint belongs to ([`crate::rounds`]); absent for plain
+    /// training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rounds: Option<RoundsState>,
+}
+
+/// Where a checkpoint stands in rounds of local SGD.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoundsState {
+    /// The version: rounds averaged into these weights (0 = the initial weights). A shard
+    /// result carries the version it was trained from.
+    pub version: usize,
+    /// Shards per round.
+    pub shards: usize,
+    /// Inner steps per shard and round.
+    pub inner_steps: usize,
+    /// For a shard result: its shard index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<usize>,
+    /// For a shard result: the digest of the version it was trained from (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
 
 /// A tensor held on the host.

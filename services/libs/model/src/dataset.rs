@@ -266,10 +266,12 @@ impl<'a> Dataset<'a> {
 
     /// Draw `n` samples into a batch; `scale` is [`Dataset::residual_scale`]. Sample i draws from
     /// its own stream `mix(seed, i)`, so the samples are assembled in parallel and the batch does
-    /// not depend on the thread count.
+    /// not depend on the thread count. The first `at_last_step` samples take t = T−1, the others a
+    /// uniform t.
     pub(crate) fn batch(
         &self,
         n: usize,
+        at_last_step: usize,
         schedule: &NoiseSchedule,
         scale: &[f64],
         seed: u64,
@@ -280,7 +282,12 @@ impl<'a> Dataset<'a> {
             .map(|i| {
                 let mut rng = ChaCha8Rng::seed_from_u64(mix(seed, i as u64));
                 let sample = self.sample(&mut rng);
-                let t = rng.random_range(0..schedule.len());
+                let drawn = rng.random_range(0..schedule.len());
+                let t = if i < at_last_step {
+                    schedule.len() - 1
+                } else {
+                    drawn
+                };
                 let (ca, cb) = schedule.q_sample_coefs(t);
                 let len = sample.residual.len();
                 let mut out = Batch {
@@ -343,10 +350,10 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let scale = ds.residual_scale(8, &mut rng);
         assert!(scale[0] > 0.0 && scale[0].is_finite());
-        let b = ds.batch(3, &sched, &scale, 7);
+        let b = ds.batch(3, 0, &sched, &scale, 7);
         assert_eq!(
             b.x_t,
-            ds.batch(3, &sched, &scale, 7).x_t,
+            ds.batch(3, 0, &sched, &scale, 7).x_t,
             "same seed, same batch"
         );
         assert_eq!(
@@ -354,6 +361,14 @@ mod tests {
             (192, 576, 3, 192)
         );
         assert!(b.weight.iter().any(|&w| w > 0.0));
+        let last = ds.batch(3, 2, &sched, &scale, 7);
+        let top = sched.len() as u32 - 1;
+        assert_eq!(
+            last.t,
+            vec![top, top, b.t[2]],
+            "two samples at T−1, the third unchanged"
+        );
+        assert_eq!(last.cond, b.cond, "the share changes t, not the windows");
         assert!(Dataset::new(layout, &z, 32, 0, 0.9).is_err());
         Ok(())
     }

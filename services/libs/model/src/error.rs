@@ -89,6 +89,14 @@ pub enum ModelError {
         #[source]
         source: candle_core::Error,
     },
+    /// A shard result of a training round does not belong to the version being averaged.
+    #[error("shard result {shard} does not belong to this round: {reason}")]
+    ShardMismatch {
+        /// Index of the shard result.
+        shard: usize,
+        /// What differs.
+        reason: String,
+    },
     /// Training diverged.
     #[error("training diverged: loss is {loss} at step {step}")]
     Diverged {

@@ -26,6 +26,7 @@ pub mod normalise;
 mod optim;
 mod preset;
 mod prior;
+pub mod rounds;
 mod sampler;
 pub mod schedule;
 mod seed;
@@ -45,7 +46,7 @@ mod testing {
 }
 
 pub use candle_core::Device;
-pub use checkpoint::{ModelMeta, TrainingHistory, FORMAT as CHECKPOINT_FORMAT};
+pub use checkpoint::{ModelMeta, RoundsState, TrainingHistory, FORMAT as CHECKPOINT_FORMAT};
 pub use device::DeviceSpec;
 pub use error::ModelError;
 pub use fill::{FillModel, TileInput, TileOutput};

@@ -65,6 +65,7 @@ impl Preset {
                 lr: 1e-3,
                 unet: unet(24, vec![1, 2, 2, 2], 1),
                 calibration_windows: 16,
+                estimate_share: 0.5,
                 ..small
             },
             Preset::Large => TrainConfig {
@@ -73,6 +74,7 @@ impl Preset {
                 batch: 32,
                 lr: 5e-4,
                 unet: unet(32, vec![1, 2, 2, 2], 2),
+                estimate_share: 0.5,
                 ..small
             },
         };

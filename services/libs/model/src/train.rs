@@ -59,6 +59,10 @@ pub struct TrainConfig {
     /// Held-out windows filled at the end to fit the spread calibration (0: no calibration,
     /// κ = 1; see the `calibrate` module).
     pub calibration_windows: usize,
+    /// Fraction of each batch trained at the last timestep T−1, where the fill reads its point
+    /// estimate (x̂_0 from pure noise is a regression on the conditioning; uniform t puts about
+    /// 1/T of the samples there). Rounded to whole samples; 0 keeps t uniform.
+    pub estimate_share: f64,
     /// Name of the [`crate::Preset`] this config came from, stored in the checkpoint.
     pub preset: Option<String>,
 }
@@ -79,6 +83,7 @@ impl Default for TrainConfig {
             log_every: 10,
             save_optimizer: true,
             calibration_windows: 32,
+            estimate_share: 0.0,
             preset: None,
         }
     }
@@ -148,204 +153,307 @@ pub fn train(
     device: &Device,
     progress: &mut dyn FnMut(&TrainProgress),
 ) -> Result<Vec<u8>, ModelError> {
-    let layout = Layout::from_shape(&scene.shape, scene.values.len())?;
-    let prior = resume.map(Checkpoint::decode).transpose()?;
-    let (meta, norm, mut history) = match &prior {
-        Some(c) => {
-            if c.meta.lead_shape.len() != layout.lead_shape().len()
-                || c.meta.unet.data_channels != layout.bands
-            {
-                return Err(ModelError::Shape {
-                    what: "scene lead dims vs the resumed checkpoint".into(),
-                    expected: c.meta.lead_shape.clone(),
-                    got: layout.lead_shape(),
-                });
-            }
-            (c.meta.clone(), c.norm.clone(), c.history.clone())
-        }
-        None => {
-            let context_dates = if layout.has_time {
-                cfg.context_dates.min(layout.times - 1)
-            } else {
-                0
-            };
-            let unet = UNetConfig {
-                data_channels: layout.bands,
-                cond_channels: Layout::cond_channels(layout.bands, context_dates),
-                ..cfg.unet.clone()
-            };
-            unet.validate()?;
-            if cfg.tile == 0 || cfg.tile % unet.size_multiple() != 0 {
-                return Err(ModelError::Config {
-                    field: "tile",
-                    reason: format!(
-                        "{} is not a positive multiple of {}",
-                        cfg.tile,
-                        unet.size_multiple()
-                    ),
-                });
-            }
-            let meta = ModelMeta {
-                unet,
-                schedule: cfg.schedule,
-                tile: cfg.tile,
-                lead_shape: layout.lead_shape(),
-                context_dates,
-                residual_scale: Vec::new(),
-                spread_scale: Vec::new(),
-            };
-            let norm = Normalisation::from_values(&layout, &scene.values)?;
-            let history = TrainingHistory {
-                seed: cfg.seed,
-                lr: cfg.lr,
-                batch: cfg.batch,
-                preset: cfg.preset.clone(),
-                ..Default::default()
-            };
-            (meta, norm, history)
-        }
-    };
-    if cfg.batch == 0 || cfg.log_every == 0 {
-        return Err(ModelError::Config {
-            field: "batch",
-            reason: "batch and log_every must be positive".into(),
-        });
-    }
-    history.target_steps = cfg.steps;
-    let schedule = NoiseSchedule::new(&meta.schedule)?;
-    let z: Vec<f32> = scene
-        .values
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| {
-            if v.is_finite() {
-                norm.forward((i / layout.plane()) % layout.bands, v)
-            } else {
-                f32::NAN
-            }
-        })
-        .collect();
-    let data = Dataset::new(layout, &z, meta.tile, meta.context_dates, cfg.min_observed)?;
-    let mut meta = meta;
-    if meta.residual_scale.is_empty() {
-        let mut rng = ChaCha8Rng::seed_from_u64(mix(history.seed, RESIDUAL_SCALE_STREAM));
-        meta.residual_scale = data.residual_scale(RESIDUAL_SCALE_SAMPLES, &mut rng);
-    }
+    let mut session = Session::open(scene, cfg, resume, device)?;
+    session.run(cfg.steps, cfg.steps, &|step| step as u64, progress)?;
+    session.finish(cfg.calibration_windows, cfg.save_optimizer)
+}
 
-    let vm = VarMap::new();
-    let unet = UNet::new(VarBuilder::from_varmap(&vm, DType::F32, device), &meta.unet)?;
-    let vars = vars_of(&vm)?;
-    let mut moments = BTreeMap::new();
-    match &prior {
-        Some(c) => {
-            for (name, var) in &vars {
-                let w = c
-                    .tensors
-                    .get(&format!("{MODEL_PREFIX}{name}"))
-                    .ok_or_else(|| ModelError::CheckpointContent {
-                        reason: format!("weight '{name}' is missing"),
-                    })?;
-                var.set(&w.to_tensor(device)?)
-                    .ctx("loading weights to resume")?;
-                if let (Some(m), Some(v)) = (
-                    c.tensors.get(&format!("{ADAM_M}{name}")),
-                    c.tensors.get(&format!("{ADAM_V}{name}")),
-                ) {
-                    moments.insert(name.clone(), (m.to_tensor(device)?, v.to_tensor(device)?));
+/// A training run in memory: the scene normalised, the network's variables, the optimiser and
+/// the checkpoint's metadata. Plain training and the shards of [`crate::rounds`] run the same
+/// steps through it.
+pub(crate) struct Session<'s> {
+    cfg: &'s TrainConfig,
+    layout: Layout,
+    /// The scene in normalised units (NaN = missing).
+    z: Vec<f32>,
+    pub(crate) meta: ModelMeta,
+    pub(crate) norm: Normalisation,
+    pub(crate) history: TrainingHistory,
+    unet: UNet,
+    vars: BTreeMap<String, candle_core::Var>,
+    opt: AdamW,
+    device: Device,
+    started: Instant,
+}
+
+impl<'s> Session<'s> {
+    /// Set up from a fresh initialisation (`resume` = `None`) or from checkpoint bytes, whose
+    /// normalisation, scales and moments are kept.
+    pub(crate) fn open(
+        scene: &SceneArray,
+        cfg: &'s TrainConfig,
+        resume: Option<&[u8]>,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let layout = Layout::from_shape(&scene.shape, scene.values.len())?;
+        let prior = resume.map(Checkpoint::decode).transpose()?;
+        let (meta, norm, mut history) = match &prior {
+            Some(c) => {
+                if c.meta.lead_shape.len() != layout.lead_shape().len()
+                    || c.meta.unet.data_channels != layout.bands
+                {
+                    return Err(ModelError::Shape {
+                        what: "scene lead dims vs the resumed checkpoint".into(),
+                        expected: c.meta.lead_shape.clone(),
+                        got: layout.lead_shape(),
+                    });
+                }
+                (c.meta.clone(), c.norm.clone(), c.history.clone())
+            }
+            None => fresh(&layout, scene, cfg)?,
+        };
+        if cfg.batch == 0 || cfg.log_every == 0 {
+            return Err(ModelError::Config {
+                field: "batch",
+                reason: "batch and log_every must be positive".into(),
+            });
+        }
+        if !(0.0..=1.0).contains(&cfg.estimate_share) {
+            return Err(ModelError::Config {
+                field: "estimate_share",
+                reason: format!("must be in [0, 1], got {}", cfg.estimate_share),
+            });
+        }
+        history.target_steps = cfg.steps;
+        let z: Vec<f32> = scene
+            .values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                if v.is_finite() {
+                    norm.forward((i / layout.plane()) % layout.bands, v)
+                } else {
+                    f32::NAN
+                }
+            })
+            .collect();
+        let mut meta = meta;
+        if meta.residual_scale.is_empty() {
+            let data = Dataset::new(layout, &z, meta.tile, meta.context_dates, cfg.min_observed)?;
+            let mut rng = ChaCha8Rng::seed_from_u64(mix(history.seed, RESIDUAL_SCALE_STREAM));
+            meta.residual_scale = data.residual_scale(RESIDUAL_SCALE_SAMPLES, &mut rng);
+        }
+
+        let vm = VarMap::new();
+        let unet = UNet::new(VarBuilder::from_varmap(&vm, DType::F32, device), &meta.unet)?;
+        let vars = vars_of(&vm)?;
+        let mut moments = BTreeMap::new();
+        match &prior {
+            Some(c) => {
+                for (name, var) in &vars {
+                    let w = c
+                        .tensors
+                        .get(&format!("{MODEL_PREFIX}{name}"))
+                        .ok_or_else(|| ModelError::CheckpointContent {
+                            reason: format!("weight '{name}' is missing"),
+                        })?;
+                    var.set(&w.to_tensor(device)?)
+                        .ctx("loading weights to resume")?;
+                    if let (Some(m), Some(v)) = (
+                        c.tensors.get(&format!("{ADAM_M}{name}")),
+                        c.tensors.get(&format!("{ADAM_V}{name}")),
+                    ) {
+                        moments.insert(name.clone(), (m.to_tensor(device)?, v.to_tensor(device)?));
+                    }
                 }
             }
+            None => init_vars(&vm, cfg.seed)?,
         }
-        None => init_vars(&vm, cfg.seed)?,
+        let opt = AdamW::new(vars.clone(), moments, history.step, cfg.weight_decay, 1.0)
+            .ctx("creating the optimiser")?;
+        Ok(Self {
+            cfg,
+            layout,
+            z,
+            meta,
+            norm,
+            history,
+            unet,
+            vars,
+            opt,
+            device: device.clone(),
+            started: Instant::now(),
+        })
     }
-    let mut opt = AdamW::new(vars.clone(), moments, history.step, cfg.weight_decay, 1.0)
-        .ctx("creating the optimiser")?;
 
-    let started = Instant::now();
-    let (s, b) = (meta.tile, layout.bands);
-    let mut acc = (0f64, 0usize);
-    for step in history.step..cfg.steps {
-        let batch = data.batch(
-            cfg.batch,
-            &schedule,
-            &meta.residual_scale,
-            mix(history.seed, step as u64),
+    /// Optimiser steps from the current one up to `until`, on the learning-rate schedule of a
+    /// run of `total` steps; step k's batch comes from stream `stream(k)` of the run's seed.
+    pub(crate) fn run(
+        &mut self,
+        until: usize,
+        total: usize,
+        stream: &dyn Fn(usize) -> u64,
+        progress: &mut dyn FnMut(&TrainProgress),
+    ) -> Result<(), ModelError> {
+        let cfg = self.cfg;
+        let data = Dataset::new(
+            self.layout,
+            &self.z,
+            self.meta.tile,
+            self.meta.context_dates,
+            cfg.min_observed,
+        )?;
+        let schedule = NoiseSchedule::new(&self.meta.schedule)?;
+        let estimate_samples = (cfg.estimate_share * cfg.batch as f64).round() as usize;
+        let (s, b, n) = (self.meta.tile, self.layout.bands, cfg.batch);
+        let (unet, device, history) = (&self.unet, &self.device, &mut self.history);
+        let mut acc = (0f64, 0usize);
+        for step in history.step..until {
+            let batch = data.batch(
+                n,
+                estimate_samples,
+                &schedule,
+                &self.meta.residual_scale,
+                mix(history.seed, stream(step)),
+            );
+            let loss = (|| -> candle_core::Result<Tensor> {
+                let x_t = Tensor::from_vec(batch.x_t, (n, b, s, s), device)?;
+                let cond =
+                    Tensor::from_vec(batch.cond, (n, self.meta.unet.cond_channels, s, s), device)?;
+                let v = Tensor::from_vec(batch.v, (n, b, s, s), device)?;
+                let w = Tensor::from_vec(batch.weight, (n, b, s, s), device)?;
+                let pred = predict_v(unet, &x_t, &cond, &batch.t)?;
+                let denom = w.sum_all()?.to_scalar::<f32>()?.max(1.0);
+                ((pred - v)?.sqr()? * w)?.sum_all()? / f64::from(denom)
+            })()
+            .ctx("computing the training loss")?;
+            let value = loss.to_scalar::<f32>().ctx("reading the loss")?;
+            if !value.is_finite() {
+                return Err(ModelError::Diverged { step, loss: value });
+            }
+            let grads = loss.backward().ctx("backpropagating")?;
+            self.opt
+                .step(&grads, learning_rate(history.lr, step, total))
+                .ctx("updating weights")?;
+            acc = (acc.0 + f64::from(value), acc.1 + 1);
+            history.step = step + 1;
+            if history.step % cfg.log_every == 0 || history.step == until {
+                history
+                    .loss
+                    .push((history.step, (acc.0 / acc.1 as f64) as f32));
+                acc = (0.0, 0);
+            }
+            progress(&TrainProgress {
+                step: history.step,
+                steps: total,
+                loss: value,
+            });
+        }
+        Ok(())
+    }
+
+    /// Fit the spread calibration on `calibration_windows` held-out windows (none: κ = 1) and
+    /// encode the checkpoint, with the optimiser's moments if `save_optimizer`.
+    pub(crate) fn finish(
+        self,
+        calibration_windows: usize,
+        save_optimizer: bool,
+    ) -> Result<Vec<u8>, ModelError> {
+        let Self {
+            cfg,
+            layout,
+            z,
+            mut meta,
+            norm,
+            mut history,
+            unet,
+            vars,
+            opt,
+            device,
+            started,
+        } = self;
+        // The calibration samples with a copy of the weights that autograd does not track:
+        // sampling with the training variables themselves keeps every forward's graph alive
+        // (this grew the RSS by ~170 MB/s until the OOM killer stopped `train`).
+        drop(unet);
+        let frozen = vars
+            .iter()
+            .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
+            .collect();
+        let unet = UNet::new(
+            VarBuilder::from_tensors(frozen, DType::F32, &device),
+            &meta.unet,
+        )?;
+        let model = FillModel::from_parts(
+            unet,
+            meta.clone(),
+            norm.clone(),
+            NoiseSchedule::new(&meta.schedule)?,
+            &device,
         );
-        let n = cfg.batch;
-        let loss = (|| -> candle_core::Result<Tensor> {
-            let x_t = Tensor::from_vec(batch.x_t, (n, b, s, s), device)?;
-            let cond = Tensor::from_vec(batch.cond, (n, meta.unet.cond_channels, s, s), device)?;
+        let data = Dataset::new(layout, &z, meta.tile, meta.context_dates, cfg.min_observed)?;
+        meta.spread_scale =
+            calibrate::spread_scale(&model, &data, history.seed, calibration_windows)?;
+        history.wall_seconds += started.elapsed().as_secs_f64();
 
-            let v = Tensor::from_vec(batch.v, (n, b, s, s), device)?;
-            let w = Tensor::from_vec(batch.weight, (n, b, s, s), device)?;
-            let pred = predict_v(&unet, &x_t, &cond, &batch.t)?;
-            let denom = w.sum_all()?.to_scalar::<f32>()?.max(1.0);
-            ((pred - v)?.sqr()? * w)?.sum_all()? / f64::from(denom)
-        })()
-        .ctx("computing the training loss")?;
-        let value = loss.to_scalar::<f32>().ctx("reading the loss")?;
-        if !value.is_finite() {
-            return Err(ModelError::Diverged { step, loss: value });
+        let mut tensors = BTreeMap::new();
+        for (name, var) in &vars {
+            tensors.insert(
+                format!("{MODEL_PREFIX}{name}"),
+                HostTensor::from_tensor(var.as_tensor())?,
+            );
         }
-        let grads = loss.backward().ctx("backpropagating")?;
-        opt.step(&grads, learning_rate(history.lr, step, cfg.steps))
-            .ctx("updating weights")?;
-        acc = (acc.0 + f64::from(value), acc.1 + 1);
-        history.step = step + 1;
-        if history.step % cfg.log_every == 0 || history.step == cfg.steps {
-            history
-                .loss
-                .push((history.step, (acc.0 / acc.1 as f64) as f32));
-            acc = (0.0, 0);
+        if save_optimizer {
+            for (name, m, v) in opt.moments() {
+                tensors.insert(format!("{ADAM_M}{name}"), HostTensor::from_tensor(m)?);
+                tensors.insert(format!("{ADAM_V}{name}"), HostTensor::from_tensor(v)?);
+            }
         }
-        progress(&TrainProgress {
-            step: history.step,
-            steps: cfg.steps,
-            loss: value,
+        Checkpoint {
+            meta,
+            norm,
+            history,
+            tensors,
+        }
+        .encode()
+    }
+}
+
+/// Metadata, normalisation and history of a new model for `scene` (residual scale still empty).
+fn fresh(
+    layout: &Layout,
+    scene: &SceneArray,
+    cfg: &TrainConfig,
+) -> Result<(ModelMeta, Normalisation, TrainingHistory), ModelError> {
+    let context_dates = if layout.has_time {
+        cfg.context_dates.min(layout.times - 1)
+    } else {
+        0
+    };
+    let unet = UNetConfig {
+        data_channels: layout.bands,
+        cond_channels: Layout::cond_channels(layout.bands, context_dates),
+        ..cfg.unet.clone()
+    };
+    unet.validate()?;
+    if cfg.tile == 0 || cfg.tile % unet.size_multiple() != 0 {
+        return Err(ModelError::Config {
+            field: "tile",
+            reason: format!(
+                "{} is not a positive multiple of {}",
+                cfg.tile,
+                unet.size_multiple()
+            ),
         });
     }
-    // The calibration samples with a copy of the weights that autograd does not track: sampling
-    // with the training variables themselves keeps every forward's graph alive (this grew the
-    // RSS by ~170 MB/s until the OOM killer stopped `train`).
-    drop(unet);
-    let frozen = vars
-        .iter()
-        .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
-        .collect();
-    let unet = UNet::new(
-        VarBuilder::from_tensors(frozen, DType::F32, device),
-        &meta.unet,
-    )?;
-    let model = FillModel::from_parts(
+    let meta = ModelMeta {
         unet,
-        meta.clone(),
-        norm.clone(),
-        NoiseSchedule::new(&meta.schedule)?,
-        device,
-    );
-    meta.spread_scale =
-        calibrate::spread_scale(&model, &data, history.seed, cfg.calibration_windows)?;
-    history.wall_seconds += started.elapsed().as_secs_f64();
-
-    let mut tensors = BTreeMap::new();
-    for (name, var) in &vars {
-        tensors.insert(
-            format!("{MODEL_PREFIX}{name}"),
-            HostTensor::from_tensor(var.as_tensor())?,
-        );
-    }
-    if cfg.save_optimizer {
-        for (name, m, v) in opt.moments() {
-            tensors.insert(format!("{ADAM_M}{name}"), HostTensor::from_tensor(m)?);
-            tensors.insert(format!("{ADAM_V}{name}"), HostTensor::from_tensor(v)?);
-        }
-    }
-    Checkpoint {
-        meta,
-        norm,
-        history,
-        tensors,
-    }
-    .encode()
+        schedule: cfg.schedule,
+        tile: cfg.tile,
+        lead_shape: layout.lead_shape(),
+        context_dates,
+        residual_scale: Vec::new(),
+        spread_scale: Vec::new(),
+    };
+    let norm = Normalisation::from_values(layout, &scene.values)?;
+    let history = TrainingHistory {
+        seed: cfg.seed,
+        lr: cfg.lr,
+        batch: cfg.batch,
+        preset: cfg.preset.clone(),
+        ..Default::default()
+    };
+    Ok((meta, norm, history))
 }
 
 #[cfg(test)]
