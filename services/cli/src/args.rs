@@ -259,6 +259,23 @@ pub struct TrainArgs {
     /// estimate (0–1; default: the preset's).
     #[arg(long, allow_negative_numbers = true)]
     pub estimate_share: Option<f64>,
+    /// Train in rounds of local SGD over this many shards per round, run by as many local
+    /// workers (DiLoCo: each shard trains --inner-steps steps from the same version, then the
+    /// versions are averaged with an outer Nesterov step).
+    #[arg(long, allow_negative_numbers = true)]
+    pub workers: Option<usize>,
+    /// Rounds of local SGD (default: the preset's steps / --inner-steps, rounded up).
+    #[arg(long, allow_negative_numbers = true)]
+    pub rounds: Option<usize>,
+    /// Inner steps per shard and round (default 100).
+    #[arg(long, allow_negative_numbers = true)]
+    pub inner_steps: Option<usize>,
+    /// Outer learning rate of rounds.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.7)]
+    pub outer_lr: f64,
+    /// Outer Nesterov momentum of rounds.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.9)]
+    pub outer_momentum: f64,
     /// Seed.
     #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     pub seed: u64,

@@ -17,6 +17,10 @@ pub struct TrainMetrics {
     pub loss: Gauge,
     /// Seconds per step, batch assembly included.
     pub step_seconds: Histogram,
+    /// Rounds of local SGD averaged into a new version (`train --rounds`).
+    pub rounds: IntCounter,
+    /// Bytes of versions and shard results written and read (`train --rounds`).
+    pub checkpoint_bytes: IntCounter,
 }
 
 impl TrainMetrics {
@@ -44,7 +48,17 @@ impl TrainMetrics {
                 )
                 .buckets(prometheus::exponential_buckets(0.01, 2.0, 14)?),
             )?,
+            rounds: IntCounter::new(
+                "terrafill_train_rounds_total",
+                "Rounds of local SGD averaged into a new version",
+            )?,
+            checkpoint_bytes: IntCounter::new(
+                "terrafill_train_checkpoint_bytes_total",
+                "Bytes of model versions and shard results moved",
+            )?,
         };
+        registry.register(Box::new(m.rounds.clone()))?;
+        registry.register(Box::new(m.checkpoint_bytes.clone()))?;
         registry.register(Box::new(m.steps.clone()))?;
         registry.register(Box::new(m.steps_planned.clone()))?;
         registry.register(Box::new(m.samples.clone()))?;

@@ -8,6 +8,7 @@ mod preview;
 mod services;
 mod status;
 mod train;
+mod train_rounds;
 
 use crate::args::{Cli, Command};
 

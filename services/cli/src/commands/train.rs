@@ -12,6 +12,8 @@ use crate::args::TrainArgs;
 use crate::config::Config;
 use crate::train_metrics::TrainMetrics;
 
+use super::train_rounds as rounds;
+
 pub async fn train(args: &TrainArgs, cfg: &Config) -> anyhow::Result<()> {
     let (health, registry) = super::serve_until(
         "train",
@@ -46,62 +48,49 @@ pub async fn train(args: &TrainArgs, cfg: &Config) -> anyhow::Result<()> {
         tcfg.estimate_share = share;
     }
     tcfg.seed = args.seed;
+    let plan = rounds::Plan::from_args(args, &mut tcfg)?;
     metrics.steps_planned.set(tcfg.steps as i64);
     metrics.batch_size.set(tcfg.batch as i64);
-    let resume = if args.resume {
-        Some(
-            zarr_io::get_bytes(&args.checkpoint)
-                .await
-                .with_context(|| format!("--resume: cannot read checkpoint {}", args.checkpoint))?,
-        )
-    } else {
-        None
-    };
     let started = Instant::now();
     let steps = tcfg.steps;
-    let bytes = tokio::task::spawn_blocking(move || {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(steps as u64);
-            bar.set_style(
-                ProgressStyle::with_template("training [{bar:40}] {pos}/{len} {msg} eta {eta}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            bar
-        });
-        let mut last_log = Instant::now();
-        let mut last_step = Instant::now();
-        let out = model::train(
-            &data,
-            &tcfg,
-            resume.as_deref(),
-            &device,
-            &mut |p: &model::TrainProgress| {
-                metrics.step(last_step.elapsed().as_secs_f64(), p.loss);
-                last_step = Instant::now();
-                if let Some(bar) = &bar {
-                    bar.set_position(p.step as u64);
-                    bar.set_message(format!("loss {:.4}", p.loss));
-                } else if last_log.elapsed().as_secs() >= 10 || p.step == p.steps {
-                    // Not on a terminal (a log file, a CI job): a plain line every 10 s.
-                    last_log = Instant::now();
-                    let rate = p.step as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                    let left = p.steps.saturating_sub(p.step) as f64 / rate.max(1e-9);
-                    eprintln!(
-                        "training: step {}/{} ({:.0}%), loss {:.4}, {rate:.2} steps/s, {left:.0} s left",
-                        p.step,
-                        p.steps,
-                        100.0 * p.step as f64 / p.steps.max(1) as f64,
-                        p.loss
-                    );
-                }
-            },
-        );
-        if let Some(bar) = bar {
-            bar.finish_and_clear();
+    let bytes = match plan {
+        Some(plan) => {
+            if args.resume {
+                anyhow::bail!(
+                    "--resume is for plain training: rounds resume from the last version under \
+                     {}.versions by themselves",
+                    args.checkpoint
+                );
+            }
+            rounds::run(&args.checkpoint, data, tcfg, device, &plan, metrics).await?
         }
-        out
-    })
-    .await??;
+        None => {
+            let resume = if args.resume {
+                Some(
+                    zarr_io::get_bytes(&args.checkpoint)
+                        .await
+                        .with_context(|| {
+                            format!("--resume: cannot read checkpoint {}", args.checkpoint)
+                        })?,
+                )
+            } else {
+                None
+            };
+            tokio::task::spawn_blocking(move || {
+                let mut report = Reporter::new(steps, metrics);
+                let out = model::train(
+                    &data,
+                    &tcfg,
+                    resume.as_deref(),
+                    &device,
+                    &mut |p: &model::TrainProgress| report.step(p),
+                );
+                report.finish();
+                out
+            })
+            .await??
+        }
+    };
     zarr_io::put_bytes(&args.checkpoint, bytes.into())
         .await
         .with_context(|| format!("writing checkpoint {}", args.checkpoint))?;
@@ -112,6 +101,75 @@ pub async fn train(args: &TrainArgs, cfg: &Config) -> anyhow::Result<()> {
         args.checkpoint
     );
     Ok(())
+}
+
+/// A training run's progress: a bar on a terminal, else a plain line every 10 s (a log file, a
+/// CI job); and the step metrics.
+pub(crate) struct Reporter {
+    bar: Option<ProgressBar>,
+    metrics: TrainMetrics,
+    started: Instant,
+    last_log: Instant,
+    last_step: Instant,
+}
+
+impl Reporter {
+    /// For a run of `steps` steps.
+    pub(crate) fn new(steps: usize, metrics: TrainMetrics) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(steps as u64);
+            bar.set_style(
+                ProgressStyle::with_template("training [{bar:40}] {pos}/{len} {msg} eta {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        let now = Instant::now();
+        Self {
+            bar,
+            metrics,
+            started: now,
+            last_log: now,
+            last_step: now,
+        }
+    }
+
+    /// One finished step.
+    pub(crate) fn step(&mut self, p: &model::TrainProgress) {
+        self.metrics
+            .step(self.last_step.elapsed().as_secs_f64(), p.loss);
+        self.last_step = Instant::now();
+        if let Some(bar) = &self.bar {
+            bar.set_position(p.step as u64);
+            bar.set_message(format!("loss {:.4}", p.loss));
+        } else if self.last_log.elapsed().as_secs() >= 10 || p.step == p.steps {
+            self.last_log = Instant::now();
+            let rate = p.step as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+            let left = p.steps.saturating_sub(p.step) as f64 / rate.max(1e-9);
+            eprintln!(
+                "training: step {}/{} ({:.0}%), loss {:.4}, {rate:.2} steps/s, {left:.0} s left",
+                p.step,
+                p.steps,
+                100.0 * p.step as f64 / p.steps.max(1) as f64,
+                p.loss
+            );
+        }
+    }
+
+    /// Prints a line above the bar (or to stderr without one).
+    pub(crate) fn line(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    /// Clears the bar.
+    pub(crate) fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// The whole scene as the model's array (`[band, y, x]` or `[time, band, y, x]`).

@@ -141,7 +141,7 @@ fn results_that_do_not_belong_to_the_round_are_refused() -> anyhow::Result<()> {
     let late = shard(&v1, 0)?;
     assert!(rounds::average(&v0, &[late, r1.clone()], &outer).is_err());
     // Too few results, a corrupt version, a plain checkpoint, a shard result as a version.
-    assert!(rounds::average(&v0, &[r0.clone()], &outer).is_err());
+    assert!(rounds::average(&v0, std::slice::from_ref(&r0), &outer).is_err());
     let mut corrupt = v0.clone();
     corrupt.truncate(v0.len() / 2);
     assert!(matches!(

@@ -1,0 +1,295 @@
+//! `train --workers N --rounds R --inner-steps H`: rounds of local SGD ([`model::rounds`]) run by
+//! N local workers, one shard each per round.
+//!
+//! Every version is written next to the checkpoint (`CHECKPOINT.versions/vNNNNNN.safetensors`,
+//! then `latest` naming it; each put atomic), so a killed run started again with the same
+//! arguments resumes from the last version; a version from another run is refused.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Context;
+use model::rounds::{self, OuterConfig, ShardTask};
+use model::{Device, SceneArray, TrainConfig};
+
+use crate::args::TrainArgs;
+use crate::train_metrics::TrainMetrics;
+
+use super::train::Reporter;
+
+/// Inner steps per round when `--inner-steps` is not given.
+const DEFAULT_INNER_STEPS: usize = 100;
+
+/// The rounds a `train` asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Shards (and local workers) per round.
+    pub shards: usize,
+    /// Rounds.
+    pub rounds: usize,
+    /// Inner steps H.
+    pub inner_steps: usize,
+    /// The outer step.
+    pub outer: OuterConfig,
+}
+
+impl Plan {
+    /// The plan of `args` if it asks for rounds (`--workers`, `--rounds` or `--inner-steps`);
+    /// sets `tcfg.steps` to R·H.
+    ///
+    /// # Errors
+    /// Zero workers, rounds or inner steps, a `--steps` other than R·H, or an outer step outside
+    /// (0, 2) × [0, 1).
+    pub fn from_args(args: &TrainArgs, tcfg: &mut TrainConfig) -> anyhow::Result<Option<Self>> {
+        if args.workers.is_none() && args.rounds.is_none() && args.inner_steps.is_none() {
+            return Ok(None);
+        }
+        let shards = args.workers.unwrap_or(1);
+        let inner_steps = args.inner_steps.unwrap_or(DEFAULT_INNER_STEPS);
+        if shards == 0 || inner_steps == 0 || args.rounds == Some(0) {
+            anyhow::bail!("--workers, --rounds and --inner-steps must be positive");
+        }
+        let rounds = args
+            .rounds
+            .unwrap_or_else(|| tcfg.steps.div_ceil(inner_steps).max(1));
+        if let Some(steps) = args.steps {
+            if steps != rounds * inner_steps {
+                anyhow::bail!(
+                    "--steps {steps} is not --rounds {rounds} × --inner-steps {inner_steps}; \
+                     give two of the three"
+                );
+            }
+        }
+        let lr_ok = args.outer_lr > 0.0 && args.outer_lr < 2.0;
+        if !lr_ok || !(0.0..1.0).contains(&args.outer_momentum) {
+            anyhow::bail!(
+                "--outer-lr must be in (0, 2) and --outer-momentum in [0, 1), got {} and {}",
+                args.outer_lr,
+                args.outer_momentum
+            );
+        }
+        tcfg.steps = rounds * inner_steps;
+        Ok(Some(Self {
+            shards,
+            rounds,
+            inner_steps,
+            outer: OuterConfig {
+                lr: args.outer_lr,
+                momentum: args.outer_momentum,
+            },
+        }))
+    }
+}
+
+/// Where the versions of the run writing `checkpoint` live.
+fn versions_dir(checkpoint: &str) -> String {
+    format!("{checkpoint}.versions")
+}
+
+fn version_url(checkpoint: &str, version: usize) -> String {
+    format!("{}/v{version:06}.safetensors", versions_dir(checkpoint))
+}
+
+/// Runs the rounds and returns the final, calibrated checkpoint.
+///
+/// # Errors
+/// Store failures (naming the object), a version from another run, and training errors.
+pub async fn run(
+    checkpoint: &str,
+    scene: SceneArray,
+    tcfg: TrainConfig,
+    device: Device,
+    plan: &Plan,
+    metrics: TrainMetrics,
+) -> anyhow::Result<Vec<u8>> {
+    let scene = Arc::new(scene);
+    let tcfg = Arc::new(tcfg);
+    let (mut done, mut version) = resume_or_start(checkpoint, &scene, &tcfg, &device, plan).await?;
+    let total = plan.rounds * plan.inner_steps * plan.shards;
+    let report = Arc::new(Mutex::new(Reporter::new(total, metrics.clone())));
+    if done > 0 {
+        report
+            .lock()
+            .map_err(|_| anyhow::anyhow!("progress lock poisoned"))?
+            .line(&format!(
+                "resuming at version {done} of {} ({})",
+                plan.rounds,
+                version_url(checkpoint, done)
+            ));
+    }
+    while done < plan.rounds {
+        let started = Instant::now();
+        let results = {
+            let (scene, tcfg, device, report) =
+                (scene.clone(), tcfg.clone(), device.clone(), report.clone());
+            let version = version.clone();
+            let (shards, h) = (plan.shards, plan.inner_steps);
+            let base = done * h * shards;
+            tokio::task::spawn_blocking(move || {
+                train_round(&scene, &tcfg, &version, shards, h, &device, &report, base)
+            })
+            .await??
+        };
+        metrics
+            .checkpoint_bytes
+            .inc_by(results.iter().map(|r| r.len() as u64).sum());
+        let next = rounds::average(&version, &results, &plan.outer)
+            .with_context(|| format!("averaging round {}", done + 1))?;
+        done += 1;
+        write_version(checkpoint, done, &next).await?;
+        metrics.rounds.inc();
+        metrics.checkpoint_bytes.inc_by(next.len() as u64);
+        let loss = model::FillModel::from_checkpoint(&next, &Device::Cpu)?
+            .history()
+            .loss
+            .last()
+            .map_or(f32::NAN, |l| l.1);
+        let secs = started.elapsed().as_secs_f64();
+        report
+            .lock()
+            .map_err(|_| anyhow::anyhow!("progress lock poisoned"))?
+            .line(&format!(
+                "round {done}/{}: loss {loss:.4}, {:.2} steps/s over {} workers, version {}",
+                plan.rounds,
+                (plan.inner_steps * plan.shards) as f64 / secs.max(1e-9),
+                plan.shards,
+                version_url(checkpoint, done)
+            ));
+        version = next;
+    }
+    if let Ok(r) = Arc::try_unwrap(report) {
+        if let Ok(r) = r.into_inner() {
+            r.finish();
+        }
+    }
+    tokio::task::spawn_blocking(move || rounds::finish(&scene, &tcfg, &version, &device))
+        .await?
+        .context("calibrating the final version")
+}
+
+/// One round: every shard trained from `version` on its own thread; results in shard order.
+#[allow(clippy::too_many_arguments)]
+fn train_round(
+    scene: &SceneArray,
+    tcfg: &TrainConfig,
+    version: &[u8],
+    shards: usize,
+    inner_steps: usize,
+    device: &Device,
+    report: &Mutex<Reporter>,
+    base: usize,
+) -> anyhow::Result<Vec<Vec<u8>>> {
+    let done = std::sync::atomic::AtomicUsize::new(base);
+    let total = tcfg.steps * shards;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..shards)
+            .map(|shard| {
+                let done = &done;
+                s.spawn(move || {
+                    let task = ShardTask {
+                        shard,
+                        shards,
+                        inner_steps,
+                    };
+                    rounds::train_shard(scene, tcfg, version, &task, device, &mut |p| {
+                        let step = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                        if let Ok(mut r) = report.lock() {
+                            r.step(&model::TrainProgress {
+                                step,
+                                steps: total,
+                                loss: p.loss,
+                            });
+                        }
+                    })
+                    .with_context(|| format!("shard {shard}"))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a shard's thread panicked"))?
+            })
+            .collect()
+    })
+}
+
+/// The last written version of this run and its number, or a new version 0 (written).
+async fn resume_or_start(
+    checkpoint: &str,
+    scene: &Arc<SceneArray>,
+    tcfg: &Arc<TrainConfig>,
+    device: &Device,
+    plan: &Plan,
+) -> anyhow::Result<(usize, Vec<u8>)> {
+    let latest = format!("{}/latest", versions_dir(checkpoint));
+    match zarr_io::get_bytes(&latest).await {
+        Ok(text) => {
+            let n: usize = std::str::from_utf8(&text)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+                .with_context(|| format!("{latest} does not hold a version number"))?;
+            let url = version_url(checkpoint, n);
+            let bytes = zarr_io::get_bytes(&url)
+                .await
+                .with_context(|| format!("reading version {url}"))?
+                .to_vec();
+            let (step, state) =
+                rounds::version_of(&bytes).with_context(|| format!("version {url}"))?;
+            let history = model::FillModel::from_checkpoint(&bytes, &Device::Cpu)
+                .with_context(|| format!("version {url}"))?
+                .history()
+                .clone();
+            if state.version != n
+                || state.shards != plan.shards
+                || state.inner_steps != plan.inner_steps
+                || step != n * plan.inner_steps
+                || history.seed != tcfg.seed
+                || history.target_steps != tcfg.steps
+            {
+                anyhow::bail!(
+                    "{url} belongs to another run (version {}, {} shards of {} steps, seed {}, {} \
+                     steps in all; this run: {} shards of {} steps, seed {}, {} steps): remove \
+                     {} or write the checkpoint elsewhere",
+                    state.version,
+                    state.shards,
+                    state.inner_steps,
+                    history.seed,
+                    history.target_steps,
+                    plan.shards,
+                    plan.inner_steps,
+                    tcfg.seed,
+                    tcfg.steps,
+                    versions_dir(checkpoint)
+                );
+            }
+            Ok((n, bytes))
+        }
+        Err(zarr_io::ZarrIoError::ObjectNotFound { .. }) => {
+            let (scene, tcfg, device) = (scene.clone(), tcfg.clone(), device.clone());
+            let (shards, h) = (plan.shards, plan.inner_steps);
+            let v0 = tokio::task::spawn_blocking(move || {
+                rounds::initial_version(&scene, &tcfg, shards, h, &device)
+            })
+            .await??;
+            write_version(checkpoint, 0, &v0).await?;
+            Ok((0, v0))
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {latest}")),
+    }
+}
+
+/// Writes version `n`, then points `latest` at it (each put is atomic, so `latest` never names
+/// a half-written version).
+async fn write_version(checkpoint: &str, n: usize, bytes: &[u8]) -> anyhow::Result<()> {
+    let url = version_url(checkpoint, n);
+    zarr_io::put_bytes(&url, bytes.to_vec().into())
+        .await
+        .with_context(|| format!("writing version {url}"))?;
+    let latest = format!("{}/latest", versions_dir(checkpoint));
+    zarr_io::put_bytes(&latest, n.to_string().into_bytes().into())
+        .await
+        .with_context(|| format!("writing {latest}"))?;
+    Ok(())
+}
