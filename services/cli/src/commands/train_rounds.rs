@@ -139,8 +139,8 @@ pub async fn run(
         write_version(checkpoint, done, &next).await?;
         metrics.rounds.inc();
         metrics.checkpoint_bytes.inc_by(next.len() as u64);
-        let loss = model::FillModel::from_checkpoint(&next, &Device::Cpu)?
-            .history()
+        let loss = rounds::version_of(&next)?
+            .0
             .loss
             .last()
             .map_or(f32::NAN, |l| l.1);
@@ -235,12 +235,9 @@ async fn resume_or_start(
                 .await
                 .with_context(|| format!("reading version {url}"))?
                 .to_vec();
-            let (step, state) =
+            let (history, state) =
                 rounds::version_of(&bytes).with_context(|| format!("version {url}"))?;
-            let history = model::FillModel::from_checkpoint(&bytes, &Device::Cpu)
-                .with_context(|| format!("version {url}"))?
-                .history()
-                .clone();
+            let step = history.step;
             if state.version != n
                 || state.shards != plan.shards
                 || state.inner_steps != plan.inner_steps

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use candle_core::Device;
 
 use crate::checkpoint::{
-    Checkpoint, HostTensor, RoundsState, ADAM_M, ADAM_V, MODEL_PREFIX, OUTER_U,
+    Checkpoint, HostTensor, RoundsState, TrainingHistory, ADAM_M, ADAM_V, MODEL_PREFIX, OUTER_U,
 };
 use crate::seed::mix;
 use crate::train::{Session, TrainConfig, TrainProgress};
@@ -288,13 +288,14 @@ pub fn finish(
         .finish(cfg.calibration_windows, cfg.save_optimizer)
 }
 
-/// The round, shards and inner steps of a checkpoint (step and version), if it is one.
+/// The training history (step, seed, losses) and rounds state of a version.
 ///
 /// # Errors
 /// Bytes that do not decode, or a checkpoint that is not a version of rounds of local SGD.
-pub fn version_of(bytes: &[u8]) -> Result<(usize, RoundsState), ModelError> {
+pub fn version_of(bytes: &[u8]) -> Result<(TrainingHistory, RoundsState), ModelError> {
     let c = Checkpoint::decode(bytes)?;
-    Ok((c.history.step, version_state(&c)?))
+    let state = version_state(&c)?;
+    Ok((c.history, state))
 }
 
 fn version_state(c: &Checkpoint) -> Result<RoundsState, ModelError> {

@@ -58,8 +58,8 @@ fn one_shard_with_a_plain_outer_step_is_plain_training() -> anyhow::Result<()> {
         momentum: 0.0,
     };
     let (version, _) = run_rounds(&cfg, 1, 10, &identity)?;
-    let (step, state) = rounds::version_of(&version)?;
-    assert_eq!((step, state.version), (30, 3));
+    let (history, state) = rounds::version_of(&version)?;
+    assert_eq!((history.step, state.version), (30, 3));
     let done = rounds::finish(&scene, &cfg, &version, &Device::Cpu)?;
     assert_eq!(tensors(&done)?, tensors(&plain)?, "weights and moments");
     let (a, b) = (
