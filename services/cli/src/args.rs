@@ -177,8 +177,12 @@ pub struct ServiceArgs {
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
     /// Job id.
-    #[arg(required_unless_present = "list")]
+    #[arg(required_unless_present_any = ["list", "checkpoint"])]
     pub job_id: Option<String>,
+    /// A training run in rounds instead (`train --workers`): its checkpoint URL. Prints the
+    /// last version, the round in progress with its shard results, step and loss.
+    #[arg(long, conflicts_with_all = ["job_id", "list", "output", "staging"])]
+    pub checkpoint: Option<String>,
     /// List every job staged at --output's (or --staging's) staging location instead, with its
     /// state and progress, as a JSON array.
     #[arg(long, conflicts_with_all = ["job_id", "broker"])]
@@ -276,6 +280,10 @@ pub struct TrainArgs {
     /// Outer Nesterov momentum of rounds.
     #[arg(long, allow_negative_numbers = true, default_value_t = 0.9)]
     pub outer_momentum: f64,
+    /// Broker URL (amqp://…): this process coordinates the rounds and the cluster's
+    /// `terrafill worker`s train the --workers shards of each (needs --workers).
+    #[arg(long)]
+    pub broker: Option<String>,
     /// Seed.
     #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     pub seed: u64,

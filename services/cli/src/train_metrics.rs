@@ -21,6 +21,8 @@ pub struct TrainMetrics {
     pub rounds: IntCounter,
     /// Bytes of versions and shard results written and read (`train --rounds`).
     pub checkpoint_bytes: IntCounter,
+    /// Seconds a cluster's worker took for one shard, as it reported (`train --broker`).
+    pub shard_seconds: Histogram,
 }
 
 impl TrainMetrics {
@@ -56,7 +58,15 @@ impl TrainMetrics {
                 "terrafill_train_checkpoint_bytes_total",
                 "Bytes of model versions and shard results moved",
             )?,
+            shard_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "terrafill_train_shard_seconds",
+                    "Seconds per training shard on a cluster's worker, as reported by it",
+                )
+                .buckets(prometheus::exponential_buckets(0.5, 2.0, 14)?),
+            )?,
         };
+        registry.register(Box::new(m.shard_seconds.clone()))?;
         registry.register(Box::new(m.rounds.clone()))?;
         registry.register(Box::new(m.checkpoint_bytes.clone()))?;
         registry.register(Box::new(m.steps.clone()))?;

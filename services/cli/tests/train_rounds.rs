@@ -6,19 +6,10 @@
 
 mod common;
 
-use common::{synthetic, terrafill, write};
+use common::{checkpoint_tensors, synthetic, terrafill, write};
 
-/// The tensors of a checkpoint file (not its metadata, which records wall times).
 fn tensors(path: &std::path::Path) -> Vec<(String, Vec<u8>)> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut out: Vec<_> = st
-        .tensors()
-        .into_iter()
-        .map(|(n, v)| (n, v.data().to_vec()))
-        .collect();
-    out.sort();
-    out
+    checkpoint_tensors(&std::fs::read(path).unwrap())
 }
 
 #[test]

@@ -10,7 +10,7 @@ mod request;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use broker::{Broker, Message, QueueSpec};
+use broker::{Broker, Message};
 use telemetry::Shutdown;
 use wire::v1::{stitch_event, JobStarted, JobState, JobStatus, StitchEvent, TileTask};
 use wire::{staging_keys, JobId};
@@ -71,9 +71,7 @@ pub async fn submit(
         seconds = started.elapsed().as_secs_f64(),
         "job planned"
     );
-    let spec = QueueSpec::default();
-    broker.declare_queue(wire::TILE_QUEUE, &spec).await?;
-    broker.declare_queue(wire::STITCH_QUEUE, &spec).await?;
+    broker::declare_all(&**broker, &wire::QUEUES).await?;
     announce(broker, &job).await?;
     let staged: std::collections::HashSet<u64> = job
         .staging

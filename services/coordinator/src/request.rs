@@ -179,7 +179,7 @@ impl FillRequest {
                 .as_ref()
                 .map_or(String::new(), |k| format!("|keep={k}")),
         );
-        JobId::parse(&format!("job-{:016x}", fnv1a(key.as_bytes())))
+        Ok(JobId::derived("job", &key))
     }
 
     /// Staging URL of the job's intermediate state.
@@ -230,12 +230,6 @@ impl FillRequest {
 }
 
 /// FNV-1a, 64 bit: a hash that never changes between Rust releases (job ids must be stable).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

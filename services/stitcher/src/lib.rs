@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 /// waits between catch-ups that find nothing new.
 const RESYNC_AFTER: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(60));
 
-use broker::{Broker, Delivery, Message, QueueSpec};
+use broker::{Broker, Delivery, Message};
 use telemetry::{Health, Shutdown};
 use wire::v1::{stitch_event::Event, JobState, JobStatus, StitchEvent, TileOutcome};
 
@@ -71,9 +71,7 @@ pub async fn run(
     health: Health,
     shutdown: Shutdown,
 ) -> Result<(), StitcherError> {
-    broker
-        .declare_queue(wire::STITCH_QUEUE, &QueueSpec::default())
-        .await?;
+    broker::declare_all(&*broker, &wire::QUEUES).await?;
     let mut events = broker
         .consume(wire::STITCH_QUEUE, cfg.prefetch.max(1))
         .await?;

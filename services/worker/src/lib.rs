@@ -8,17 +8,20 @@ mod error;
 mod job;
 pub mod methods;
 mod metrics;
+mod settle;
+mod training;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use broker::{Broker, Delivery, Message, QueueSpec};
+use broker::{Broker, Delivery, Message};
 use telemetry::{Health, Shutdown};
 use wire::v1::{stitch_event, StitchEvent, TileOutcome, TileOutput, TileResult, TileTask};
 
 pub use error::WorkerError;
 pub use job::{JobCache, JobContext};
 pub use metrics::WorkerMetrics;
+pub use training::read_scene;
 
 /// Worker settings (`[worker]` in the config file).
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
@@ -72,36 +75,42 @@ pub async fn run(
     // Opened once here so that a device this build or machine lacks stops the worker at start,
     // not tile by tile (and not silently for methods that never open it).
     device.device().map_err(unusable)?;
-    let spec = QueueSpec::default();
-    broker.declare_queue(wire::TILE_QUEUE, &spec).await?;
-    broker.declare_queue(wire::STITCH_QUEUE, &spec).await?;
+    broker::declare_all(&*broker, &wire::QUEUES).await?;
     let batch = cfg.batch.max(1);
     let mut tasks = broker.consume(wire::TILE_QUEUE, batch as u16).await?;
+    let mut shards = broker.consume(wire::TRAIN_QUEUE, 1).await?;
     health.set_ready(true);
     let chunks = cfg
         .chunk_cache
         .clone()
         .unwrap_or_else(|| Arc::new(zarr_io::ChunkCache::new(zarr_io::DEFAULT_LIMIT_BYTES)));
     let mut jobs = JobCache::new(chunks);
+    let mut trainer = training::Trainer::new(broker.clone(), cfg.job_key.clone(), device.clone());
     let linger = Duration::from_millis(cfg.linger_ms);
     let results = Results {
         broker: &broker,
         key: cfg.job_key.as_ref(),
     };
+    // Dispatch by task kind: a batch of tile tasks, or one training shard.
     loop {
-        let first = tokio::select! {
+        tokio::select! {
             _ = shutdown.cancelled() => break,
-            next = tasks.next() => next,
-        };
-        let Some(first) = first else { break };
-        let mut deliveries = vec![first?];
-        while deliveries.len() < batch {
-            match tokio::time::timeout(linger, tasks.next()).await {
-                Ok(Some(Ok(d))) => deliveries.push(d),
-                _ => break,
+            next = tasks.next() => {
+                let Some(first) = next else { break };
+                let mut deliveries = vec![first?];
+                while deliveries.len() < batch {
+                    match tokio::time::timeout(linger, tasks.next()).await {
+                        Ok(Some(Ok(d))) => deliveries.push(d),
+                        _ => break,
+                    }
+                }
+                handle_batch(deliveries, &results, &mut jobs, &device, &metrics).await;
+            }
+            next = shards.next() => {
+                let Some(delivery) = next else { break };
+                trainer.handle(delivery?, &metrics).await;
             }
         }
-        handle_batch(deliveries, &results, &mut jobs, &device, &metrics).await;
     }
     health.set_ready(false);
     Ok(())
@@ -134,13 +143,7 @@ async fn handle_batch(
                     None => groups.push(vec![Task { delivery, task }]),
                 }
             }
-            Err(error) => {
-                tracing::warn!(%error, "undecodable or untrusted tile task: dead-lettering it");
-                metrics.dead_lettered.inc();
-                if let Err(error) = delivery.dead_letter().await {
-                    tracing::warn!(%error, "dead-lettering failed");
-                }
-            }
+            Err(error) => settle::reject(delivery, &error, metrics).await,
         }
     }
     for group in groups {
@@ -179,7 +182,15 @@ async fn handle_job_tasks(
         Ok(job) => job,
         Err(error) => {
             for t in group {
-                settle_failure(t, &spec.staging_url, &error, results, metrics, "unknown").await;
+                settle_tile(
+                    t,
+                    Some(&error),
+                    &spec.staging_url,
+                    results,
+                    metrics,
+                    "unknown",
+                )
+                .await;
             }
             return;
         }
@@ -239,31 +250,25 @@ async fn handle_job_tasks(
                 }
             }
             for (t, staged) in group.into_iter().zip(staged) {
-                let index = t.task.tile_index;
-                let finished = match staged {
+                let outcome = match staged {
                     Ok(()) => publish_done(&job, &t.task, results, metrics).await,
                     Err(error) => Err(error),
                 };
-                match finished {
-                    Ok(()) => {
-                        metrics
-                            .tiles
-                            .with_label_values(&[method.as_str(), "done"])
-                            .inc();
-                        if let Err(error) = t.delivery.ack().await {
-                            tracing::warn!(job = %job.id, tile = index, %error, "ack failed; the task will be redelivered and recomputed identically");
-                        }
-                    }
-                    Err(error) => {
-                        settle_failure(t, &spec.staging_url, &error, results, metrics, &method)
-                            .await
-                    }
-                }
+                let failure = outcome.as_ref().err();
+                settle_tile(t, failure, &spec.staging_url, results, metrics, &method).await;
             }
         }
         Err(error) => {
             for t in group {
-                settle_failure(t, &spec.staging_url, &error, results, metrics, &method).await;
+                settle_tile(
+                    t,
+                    Some(&error),
+                    &spec.staging_url,
+                    results,
+                    metrics,
+                    &method,
+                )
+                .await;
             }
         }
     }
@@ -360,55 +365,39 @@ async fn publish_done(
     Ok(())
 }
 
-/// Retries a retryable failure while the delivery limit allows; otherwise reports the tile as
-/// failed to the stitcher (so the job ends visibly instead of hanging) and acks the task.
-async fn settle_failure(
+/// Settles tile task `t` after it ended, with `failure` or done (see [`settle::settle`]); a final
+/// failure is reported to the stitcher, so the job ends visibly instead of hanging.
+async fn settle_tile(
     t: Task,
+    failure: Option<&WorkerError>,
     staging_url: &str,
-    error: &WorkerError,
     results: &Results<'_>,
     metrics: &WorkerMetrics,
     method: &str,
 ) {
-    let index = t.task.tile_index;
-    let job_id = t
-        .task
+    let Task { delivery, task } = t;
+    let job_id = task
         .job
         .as_ref()
         .map(|j| j.job_id.clone())
         .unwrap_or_default();
-    metrics.errors.with_label_values(&[error.cause()]).inc();
-    let attempts_left = t.delivery.delivery_count + 1 < QueueSpec::default().delivery_limit;
-    if error.is_retryable() && attempts_left {
-        tracing::warn!(job = %job_id, tile = index, %error, "tile failed; retrying");
-        metrics.tiles.with_label_values(&[method, "retried"]).inc();
-        if let Err(error) = t.delivery.retry().await {
-            tracing::warn!(%error, "requeue failed");
-        }
-        return;
-    }
-    tracing::error!(job = %job_id, tile = index, %error, "tile failed");
-    metrics.tiles.with_label_values(&[method, "failed"]).inc();
-    let result = TileResult {
-        job_id,
-        tile_index: index,
-        outcome: TileOutcome::Failed as i32,
-        error: error.to_string(),
-        staging_url: staging_url.to_owned(),
-        signature: Vec::new(),
-        task_published_unix_ms: t.task.published_unix_ms,
-    };
-    match results.publish(result).await {
-        Ok(()) => {
-            if let Err(error) = t.delivery.ack().await {
-                tracing::warn!(%error, "ack failed");
-            }
-        }
-        Err(error) => {
-            tracing::warn!(%error, "cannot report the failure; requeueing");
-            let _ = t.delivery.retry().await;
-        }
-    }
+    let name = format!("tile {} of job {job_id}", task.tile_index);
+    let settled = settle::settle(delivery, failure, &name, metrics, |error| {
+        results.publish(TileResult {
+            job_id: job_id.clone(),
+            tile_index: task.tile_index,
+            outcome: TileOutcome::Failed as i32,
+            error: error.to_string(),
+            staging_url: staging_url.to_owned(),
+            signature: Vec::new(),
+            task_published_unix_ms: task.published_unix_ms,
+        })
+    })
+    .await;
+    metrics
+        .tiles
+        .with_label_values(&[method, settled.label()])
+        .inc();
 }
 
 /// Where tile results go: the stitcher's queue, signed with the cluster's job key if any.

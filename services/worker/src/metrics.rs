@@ -24,6 +24,12 @@ pub struct WorkerMetrics {
     pub queue_wait_seconds: Histogram,
     /// Tiles computed together (one model batch for `diffusion`).
     pub batch_tiles: Histogram,
+    /// Training shards finished, by outcome (`done`, `failed`, `retried`).
+    pub shards: IntCounterVec,
+    /// Seconds a training shard took (read, H steps, write).
+    pub shard_seconds: Histogram,
+    /// Optimiser steps run for training shards.
+    pub train_steps: IntCounter,
 }
 
 impl WorkerMetrics {
@@ -76,6 +82,24 @@ impl WorkerMetrics {
                 )
                 .buckets(prometheus::exponential_buckets(1.0, 2.0, 9)?),
             )?,
+            shards: IntCounterVec::new(
+                Opts::new(
+                    "terrafill_worker_shards_total",
+                    "Training shards handled by workers",
+                ),
+                &["outcome"],
+            )?,
+            shard_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "terrafill_worker_shard_seconds",
+                    "Seconds per training shard (reading its version, H steps, writing it)",
+                )
+                .buckets(prometheus::exponential_buckets(0.5, 2.0, 14)?),
+            )?,
+            train_steps: IntCounter::new(
+                "terrafill_worker_train_steps_total",
+                "Optimiser steps run for training shards",
+            )?,
         };
         // Every label pair exists from the start at 0 (see the stitcher's metrics): the alert
         // ratios over `terrafill_worker_tiles_total` are then defined from the first tile on.
@@ -83,6 +107,9 @@ impl WorkerMetrics {
             for outcome in ["done", "failed", "retried"] {
                 m.tiles.with_label_values(&[method, outcome]);
             }
+        }
+        for outcome in ["done", "failed", "retried"] {
+            m.shards.with_label_values(&[outcome]);
         }
         for cause in crate::error::CAUSES {
             m.errors.with_label_values(&[cause]);
@@ -95,6 +122,9 @@ impl WorkerMetrics {
         registry.register(Box::new(m.errors.clone()))?;
         registry.register(Box::new(m.queue_wait_seconds.clone()))?;
         registry.register(Box::new(m.batch_tiles.clone()))?;
+        registry.register(Box::new(m.shards.clone()))?;
+        registry.register(Box::new(m.shard_seconds.clone()))?;
+        registry.register(Box::new(m.train_steps.clone()))?;
         Ok(m)
     }
 }

@@ -7,7 +7,9 @@ mod import;
 mod preview;
 mod services;
 mod status;
+mod status_train;
 mod train;
+mod train_cluster;
 mod train_rounds;
 
 use crate::args::{Cli, Command};

@@ -11,6 +11,11 @@ pub async fn status(args: &StatusArgs) -> anyhow::Result<()> {
     if args.list {
         return list(args).await;
     }
+    if let Some(checkpoint) = &args.checkpoint {
+        let status = super::status_train::status(checkpoint).await?;
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
     let job_id = args.job_id.as_deref().context("give a JOB_ID, or --list")?;
     let id = wire::JobId::parse(job_id)?;
     let status = match (staging_url(args), &args.broker) {

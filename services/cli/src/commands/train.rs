@@ -5,13 +5,13 @@ use std::time::Instant;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use tiling::Window;
 use zarr_io::Scene;
 
 use crate::args::TrainArgs;
 use crate::config::Config;
 use crate::train_metrics::TrainMetrics;
 
+use super::train_cluster::Cluster;
 use super::train_rounds as rounds;
 
 pub async fn train(args: &TrainArgs, cfg: &Config) -> anyhow::Result<()> {
@@ -25,7 +25,7 @@ pub async fn train(args: &TrainArgs, cfg: &Config) -> anyhow::Result<()> {
     let metrics = TrainMetrics::register(&registry)?;
     health.set_ready(true);
     let scene = Scene::open(&args.scene, &args.array, args.mask_array.as_deref()).await?;
-    let data = read_scene(&scene).await?;
+    let data = worker::read_scene(&scene).await?;
     let device = args.device.parse::<model::DeviceSpec>()?.device()?;
     let preset = match &args.model {
         Some(name) => name.parse::<model::Preset>()?,
@@ -49,6 +49,11 @@ pub async fn train(args: &TrainArgs, cfg: &Config) -> anyhow::Result<()> {
     }
     tcfg.seed = args.seed;
     let plan = rounds::Plan::from_args(args, &mut tcfg)?;
+    if args.broker.is_some() && plan.is_none() {
+        anyhow::bail!(
+            "--broker trains in rounds: give --workers N (and --rounds or --inner-steps)"
+        );
+    }
     metrics.steps_planned.set(tcfg.steps as i64);
     metrics.batch_size.set(tcfg.batch as i64);
     let started = Instant::now();
@@ -62,7 +67,37 @@ pub async fn train(args: &TrainArgs, cfg: &Config) -> anyhow::Result<()> {
                     args.checkpoint
                 );
             }
-            rounds::run(&args.checkpoint, data, tcfg, device, &plan, metrics).await?
+            let cluster = match &args.broker {
+                Some(url) => {
+                    if args.workers.is_none() {
+                        anyhow::bail!(
+                            "--broker needs --workers N, the shards per round (the result \
+                             depends on it, so it is not taken from the cluster's size)"
+                        );
+                    }
+                    let cluster = Cluster::connect(url, args, &tcfg, &plan).await?;
+                    eprintln!(
+                        "training job {} on the cluster at {}: {} shards per round",
+                        cluster.job_id(),
+                        broker::redact_url(url),
+                        plan.shards
+                    );
+                    cluster
+                }
+                None => Cluster::embedded(args, &tcfg, &plan, &registry).await?,
+            };
+            let out = rounds::run(
+                &args.checkpoint,
+                data,
+                tcfg,
+                device,
+                &plan,
+                &cluster,
+                metrics,
+            )
+            .await;
+            cluster.close().await;
+            out?
         }
         None => {
             let resume = if args.resume {
@@ -139,6 +174,12 @@ impl Reporter {
         self.metrics
             .step(self.last_step.elapsed().as_secs_f64(), p.loss);
         self.last_step = Instant::now();
+        self.show(p);
+    }
+
+    /// Moves the bar and the log to `p` without counting a step here (steps run elsewhere:
+    /// a cluster's workers).
+    pub(crate) fn show(&mut self, p: &model::TrainProgress) {
         if let Some(bar) = &self.bar {
             bar.set_position(p.step as u64);
             bar.set_message(format!("loss {:.4}", p.loss));
@@ -170,20 +211,6 @@ impl Reporter {
             bar.finish_and_clear();
         }
     }
-}
-
-/// The whole scene as the model's array (`[band, y, x]` or `[time, band, y, x]`).
-pub async fn read_scene(scene: &Scene) -> anyhow::Result<model::SceneArray> {
-    let window = Window::new(0, 0, scene.height(), scene.width());
-    let data = scene.read_window(window).await?;
-    let mut shape = data.shape.clone();
-    if shape.len() == 2 {
-        shape.insert(0, 1);
-    }
-    Ok(model::SceneArray {
-        shape,
-        values: data.values,
-    })
 }
 
 /// The tile size a checkpoint was trained for.

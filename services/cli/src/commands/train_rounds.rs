@@ -1,5 +1,6 @@
-//! `train --workers N --rounds R --inner-steps H`: rounds of local SGD ([`model::rounds`]) run by
-//! N local workers, one shard each per round.
+//! `train --workers N --rounds R --inner-steps H`: rounds of local SGD ([`model::rounds`]), one
+//! shard per worker and round, trained by the workers of a [`Cluster`] (N local ones, or a
+//! cluster's with `--broker`).
 //!
 //! Every version is written next to the checkpoint (`CHECKPOINT.versions/vNNNNNN.safetensors`,
 //! then `latest` naming it; each put atomic), so a killed run started again with the same
@@ -9,13 +10,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Context;
-use model::rounds::{self, OuterConfig, ShardTask};
+use model::rounds::{self, OuterConfig};
 use model::{Device, SceneArray, TrainConfig};
 
 use crate::args::TrainArgs;
 use crate::train_metrics::TrainMetrics;
 
 use super::train::Reporter;
+use super::train_cluster::Cluster;
 
 /// Inner steps per round when `--inner-steps` is not given.
 const DEFAULT_INNER_STEPS: usize = 100;
@@ -81,14 +83,7 @@ impl Plan {
     }
 }
 
-/// Where the versions of the run writing `checkpoint` live.
-fn versions_dir(checkpoint: &str) -> String {
-    format!("{checkpoint}.versions")
-}
-
-fn version_url(checkpoint: &str, version: usize) -> String {
-    format!("{}/v{version:06}.safetensors", versions_dir(checkpoint))
-}
+use wire::train_keys::{self, version as version_url, versions_dir};
 
 /// Runs the rounds and returns the final, calibrated checkpoint.
 ///
@@ -100,6 +95,7 @@ pub async fn run(
     tcfg: TrainConfig,
     device: Device,
     plan: &Plan,
+    cluster: &Cluster,
     metrics: TrainMetrics,
 ) -> anyhow::Result<Vec<u8>> {
     let scene = Arc::new(scene);
@@ -119,17 +115,10 @@ pub async fn run(
     }
     while done < plan.rounds {
         let started = Instant::now();
-        let results = {
-            let (scene, tcfg, device, report) =
-                (scene.clone(), tcfg.clone(), device.clone(), report.clone());
-            let version = version.clone();
-            let (shards, h) = (plan.shards, plan.inner_steps);
-            let base = done * h * shards;
-            tokio::task::spawn_blocking(move || {
-                train_round(&scene, &tcfg, &version, shards, h, &device, &report, base)
-            })
-            .await??
-        };
+        let base = done * plan.inner_steps * plan.shards;
+        let results = cluster
+            .round(done, &report, &metrics, (base, total))
+            .await?;
         metrics
             .checkpoint_bytes
             .inc_by(results.iter().map(|r| r.len() as u64).sum());
@@ -144,6 +133,7 @@ pub async fn run(
             .loss
             .last()
             .map_or(f32::NAN, |l| l.1);
+        metrics.loss.set(f64::from(loss));
         let secs = started.elapsed().as_secs_f64();
         report
             .lock()
@@ -167,54 +157,6 @@ pub async fn run(
         .context("calibrating the final version")
 }
 
-/// One round: every shard trained from `version` on its own thread; results in shard order.
-#[allow(clippy::too_many_arguments)]
-fn train_round(
-    scene: &SceneArray,
-    tcfg: &TrainConfig,
-    version: &[u8],
-    shards: usize,
-    inner_steps: usize,
-    device: &Device,
-    report: &Mutex<Reporter>,
-    base: usize,
-) -> anyhow::Result<Vec<Vec<u8>>> {
-    let done = std::sync::atomic::AtomicUsize::new(base);
-    let total = tcfg.steps * shards;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..shards)
-            .map(|shard| {
-                let done = &done;
-                s.spawn(move || {
-                    let task = ShardTask {
-                        shard,
-                        shards,
-                        inner_steps,
-                    };
-                    rounds::train_shard(scene, tcfg, version, &task, device, &mut |p| {
-                        let step = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                        if let Ok(mut r) = report.lock() {
-                            r.step(&model::TrainProgress {
-                                step,
-                                steps: total,
-                                loss: p.loss,
-                            });
-                        }
-                    })
-                    .with_context(|| format!("shard {shard}"))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .map_err(|_| anyhow::anyhow!("a shard's thread panicked"))?
-            })
-            .collect()
-    })
-}
-
 /// The last written version of this run and its number, or a new version 0 (written).
 async fn resume_or_start(
     checkpoint: &str,
@@ -223,7 +165,7 @@ async fn resume_or_start(
     device: &Device,
     plan: &Plan,
 ) -> anyhow::Result<(usize, Vec<u8>)> {
-    let latest = format!("{}/latest", versions_dir(checkpoint));
+    let latest = train_keys::latest(checkpoint);
     match zarr_io::get_bytes(&latest).await {
         Ok(text) => {
             let n: usize = std::str::from_utf8(&text)
@@ -284,7 +226,7 @@ async fn write_version(checkpoint: &str, n: usize, bytes: &[u8]) -> anyhow::Resu
     zarr_io::put_bytes(&url, bytes.to_vec().into())
         .await
         .with_context(|| format!("writing version {url}"))?;
-    let latest = format!("{}/latest", versions_dir(checkpoint));
+    let latest = train_keys::latest(checkpoint);
     zarr_io::put_bytes(&latest, n.to_string().into_bytes().into())
         .await
         .with_context(|| format!("writing {latest}"))?;

@@ -347,3 +347,26 @@ pub fn chunk_files(group: &std::path::Path, array: &str) -> Vec<PathBuf> {
     files.sort();
     files
 }
+
+/// The tensors of a checkpoint (not its metadata, which records wall times), sorted by name.
+pub fn checkpoint_tensors(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let st = safetensors::SafeTensors::deserialize(bytes).unwrap();
+    let mut out: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.data().to_vec()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The object at `url`, `None` when there is none.
+pub fn object(url: &str) -> Option<Vec<u8>> {
+    runtime().block_on(async {
+        match zarr_io::get_bytes(url).await {
+            Ok(b) => Some(b.to_vec()),
+            Err(zarr_io::ZarrIoError::ObjectNotFound { .. }) => None,
+            Err(e) => panic!("reading {url}: {e}"),
+        }
+    })
+}

@@ -119,6 +119,19 @@ impl Default for QueueSpec {
     }
 }
 
+/// Declares each of `queues` with the default [`QueueSpec`]: every service declares the whole
+/// topology (`wire::QUEUES`) this way, so no two of them can disagree on a queue's settings.
+///
+/// # Errors
+/// As [`Broker::declare_queue`], for the first queue that fails.
+pub async fn declare_all(broker: &dyn Broker, queues: &[&str]) -> Result<(), BrokerError> {
+    let spec = QueueSpec::default();
+    for queue in queues {
+        broker.declare_queue(queue, &spec).await?;
+    }
+    Ok(())
+}
+
 /// A message broker: durable work queues and fan-out events.
 ///
 /// Implementations are cheap to share: services hold an `Arc<dyn Broker>`.

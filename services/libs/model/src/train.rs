@@ -30,7 +30,10 @@ use crate::{ModelError, SceneArray};
 
 /// Training settings. `Default` is the `small` preset (the original 0.2 M-parameter net); users
 /// get [`crate::Preset::for_device`]'s config (see the crate README for measurements).
-#[derive(Debug, Clone, PartialEq)]
+/// Serialised (JSON), it is what a training coordinator sends its workers: unknown fields are
+/// refused, so a worker never trains with settings it cannot honour.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     /// Total optimiser steps; a resumed run continues until the checkpoint has this many.
     pub steps: usize,

@@ -27,6 +27,16 @@ impl JobId {
         }
     }
 
+    /// `PREFIX-HASH`: a stable 64-bit FNV-1a hash of `key` (everything that determines a
+    /// job's output), so that running the same job again finds its state. `prefix` is a short
+    /// lowercase word.
+    pub fn derived(prefix: &str, key: &str) -> Self {
+        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        Self(format!("{prefix}-{hash:016x}"))
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0

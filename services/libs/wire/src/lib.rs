@@ -6,6 +6,7 @@ mod job_id;
 mod names;
 pub mod staging_keys;
 mod tile_set;
+pub mod train_keys;
 pub mod trust;
 
 pub use codec::{decode, encode, f32_from_le_bytes, f32_to_le_bytes, WireError};

@@ -6,6 +6,15 @@ pub const TILE_QUEUE: &str = "terrafill.tiles";
 pub const STITCH_QUEUE: &str = "terrafill.stitch";
 /// Fan-out exchange of job progress (`terrafill.v1.JobStatus`).
 pub const STATUS_EXCHANGE: &str = "terrafill.status";
+/// Work queue of training shard tasks (`terrafill.v1.ShardTask`), consumed by workers.
+pub const TRAIN_QUEUE: &str = "terrafill.train";
+/// Fan-out exchange of shard reports (`terrafill.v1.ShardResult`), read by training
+/// coordinators (each keeps the events of its own job).
+pub const TRAIN_EXCHANGE: &str = "terrafill.train.events";
+
+/// The work queues, each declared alike by every service that touches it
+/// ([`QUEUES`] is the whole topology; exchanges are declared by their subscribers).
+pub const QUEUES: [&str; 3] = [TILE_QUEUE, STITCH_QUEUE, TRAIN_QUEUE];
 
 /// Header naming the message type, e.g. `terrafill.v1.TileTask`.
 pub const HEADER_TYPE: &str = "terrafill-type";
@@ -20,6 +29,10 @@ pub mod types {
     pub const STITCH_EVENT: &str = "terrafill.v1.StitchEvent";
     /// `JobStatus`.
     pub const JOB_STATUS: &str = "terrafill.v1.JobStatus";
+    /// `ShardTask`.
+    pub const SHARD_TASK: &str = "terrafill.v1.ShardTask";
+    /// `ShardResult`.
+    pub const SHARD_RESULT: &str = "terrafill.v1.ShardResult";
 }
 
 /// Largest message any terrafill service accepts (tile tasks and events are a few hundred bytes).

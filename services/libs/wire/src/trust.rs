@@ -13,7 +13,7 @@ use hmac::{Hmac, Mac};
 use prost::Message;
 use sha2::Sha256;
 
-use crate::v1::{JobSpec, TileResult};
+use crate::v1::{JobSpec, TileResult, TrainJob};
 use crate::WireError;
 
 /// Environment variable holding the cluster's job key.
@@ -150,6 +150,31 @@ pub fn verify(key: Option<&JobKey>, spec: &JobSpec, signature: &[u8]) -> Result<
         key,
         ("the spec", &spec.job_id),
         &spec.encode_to_vec(),
+        signature,
+    )
+}
+
+/// Signs a training job with `key`; empty without a key.
+#[must_use]
+pub fn sign_train(key: Option<&JobKey>, job: &TrainJob) -> Vec<u8> {
+    key.map(|k| k.mac(&job.encode_to_vec()).finalize().into_bytes().to_vec())
+        .unwrap_or_default()
+}
+
+/// Accepts `job` when there is no key, or when `signature` is `key`'s signature of it: a worker
+/// with a key trains (and writes where the job says) only for coordinators that share it.
+///
+/// # Errors
+/// [`WireError::Untrusted`] naming the job.
+pub fn verify_train(
+    key: Option<&JobKey>,
+    job: &TrainJob,
+    signature: &[u8],
+) -> Result<(), WireError> {
+    check(
+        key,
+        ("the training job", &job.job_id),
+        &job.encode_to_vec(),
         signature,
     )
 }

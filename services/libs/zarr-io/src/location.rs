@@ -172,6 +172,20 @@ pub async fn get_bytes(url: &str) -> Result<Bytes, ZarrIoError> {
     })
 }
 
+/// Whether there is an object at `url` (a `HEAD`, nothing read).
+///
+/// # Errors
+/// [`ZarrIoError::Store`] for store failures other than "not found", plus the errors of
+/// [`open_store`].
+pub async fn object_exists(url: &str) -> Result<bool, ZarrIoError> {
+    let (store, path) = open_store(url)?;
+    match store.head(&path).await {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(source) => Err(store_error(url, &path, "head", source)),
+    }
+}
+
 /// Write one whole object at `url`, atomically replacing any previous one.
 ///
 /// # Errors

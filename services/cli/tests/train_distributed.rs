@@ -1,0 +1,138 @@
+//! `train --broker` across real processes: RabbitMQ, an S3-compatible server, two `terrafill
+//! worker`s and the coordinator. One worker is SIGKILLed mid-round and the coordinator is
+//! SIGKILLed and started again; the final checkpoint equals the embedded run's bit for bit and
+//! fills.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+
+const SHARDS: &str = "2";
+const ROUNDS: &str = "3";
+
+fn train_args<'a>(input: &'a str, ckpt: &'a str) -> Vec<&'a str> {
+    vec![
+        "train",
+        input,
+        "--checkpoint",
+        ckpt,
+        "--model",
+        "small",
+        "--tile",
+        "16",
+        "--batch",
+        "4",
+        "--workers",
+        SHARDS,
+        "--rounds",
+        ROUNDS,
+        "--inner-steps",
+        "60",
+    ]
+}
+
+#[test]
+fn distributed_rounds_equal_embedded_through_killed_worker_and_coordinator() {
+    let amqp = amqp_url();
+    let s3 = s3_prefix("train-distributed");
+    let input = format!("{s3}/in.zarr");
+    let shape = [2u64, 64, 72];
+    write(&input, &shape, (32, 32), &synthetic(&shape, 0.2, 9));
+
+    let reference = format!("{s3}/embedded.safetensors");
+    let out = terrafill(&train_args(&input, &reference));
+    assert!(out.status.success());
+    let want = checkpoint_tensors(&object(&reference).unwrap());
+
+    let ckpt = format!("{s3}/cluster.safetensors");
+    let latest_is =
+        |v: &str| object(&wire::train_keys::latest(&ckpt)).is_some_and(|l| l == v.as_bytes());
+    let mut fleet = Fleet::of(&amqp, 0, 2);
+    let mut args = train_args(&input, &ckpt);
+    args.extend(["--broker", amqp.as_str()]);
+    let coordinator = |args: &[&str]| {
+        bin()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = coordinator(&args);
+    // Round 2 starts as soon as version 1 is written: kill a worker in it.
+    wait_for("version 1", Duration::from_secs(180), || latest_is("1"));
+    fleet.0[0].kill().unwrap();
+    fleet.0[0].wait().unwrap();
+    // Then the coordinator, once round 2 is averaged, and start it again: it resumes.
+    wait_for("version 2", Duration::from_secs(180), || latest_is("2"));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(
+        object(&ckpt).is_none(),
+        "the coordinator was killed too late to test a resume"
+    );
+    let status = |c: &str| -> serde_json::Value {
+        let out = terrafill(&["status", "--checkpoint", c]);
+        assert!(out.status.success());
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let s = status(&ckpt);
+    assert_eq!(
+        (&s["state"], &s["version"], &s["round"], &s["rounds"]),
+        (&"running".into(), &2.into(), &3.into(), &3.into()),
+        "{s}"
+    );
+    let out = coordinator(&args).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("resuming at version 2 of 3"), "{stderr}");
+    assert!(stderr.contains("round 3/3: loss"), "{stderr}");
+    assert_eq!(
+        checkpoint_tensors(&object(&ckpt).unwrap()),
+        want,
+        "the cluster's checkpoint differs from the embedded run's"
+    );
+
+    assert_eq!(status(&ckpt)["state"], "succeeded");
+    // Shard results of a round are where the layout says; the result fills.
+    assert!(object(&wire::train_keys::shard_result(&ckpt, 2, 1)).is_some());
+    let output = format!("{s3}/out.zarr");
+    fill_ok(
+        &input,
+        &output,
+        &["--method", "diffusion", "--checkpoint", &ckpt],
+    );
+    drop(fleet);
+}
+
+#[test]
+fn broker_training_needs_the_shard_count_and_names_an_unreachable_store() {
+    let amqp = amqp_url();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.zarr").display().to_string();
+    let shape = [1u64, 32, 32];
+    write(&input, &shape, (32, 32), &synthetic(&shape, 0.2, 3));
+    let out = terrafill(&[
+        "train",
+        &input,
+        "--checkpoint",
+        "m.safetensors",
+        "--broker",
+        &amqp,
+        "--rounds",
+        "2",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--broker needs --workers"));
+    let unreachable = "s3://no-such-bucket-terrafill/m.safetensors";
+    let mut args = train_args(&input, unreachable);
+    args.extend(["--broker", amqp.as_str()]);
+    let out = terrafill(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("no-such-bucket-terrafill"), "{stderr}");
+}
