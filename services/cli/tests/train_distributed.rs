@@ -136,3 +136,69 @@ fn broker_training_needs_the_shard_count_and_names_an_unreachable_store() {
     assert!(!out.status.success());
     assert!(stderr.contains("no-such-bucket-terrafill"), "{stderr}");
 }
+
+#[test]
+fn a_worker_reports_a_shard_it_cannot_train_and_dead_letters_garbage() {
+    let amqp = amqp_url();
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("m.safetensors").display().to_string();
+    let dlq = broker::dead_letter_queue(wire::TRAIN_QUEUE);
+    let dead_before = dead_letters(&amqp, &dlq);
+    let fleet = Fleet::of(&amqp, 0, 1);
+    let job = wire::v1::TrainJob {
+        job_id: format!("train-bad-settings-{}", std::process::id()),
+        scene_url: dir.path().join("in.zarr").display().to_string(),
+        array: "data".into(),
+        checkpoint_url: ckpt.clone(),
+        train_config_json: "{\"steps\": \"many\"}".into(),
+        shards: 2,
+        inner_steps: 5,
+        ..Default::default()
+    };
+    let report = runtime().block_on(async {
+        let b = broker::connect(Some(&amqp)).await.unwrap();
+        broker::declare_all(&*b, &wire::QUEUES).await.unwrap();
+        let mut events = b.subscribe_events(wire::TRAIN_EXCHANGE).await.unwrap();
+        b.publish(
+            wire::TRAIN_QUEUE,
+            broker::Message::new(vec![0xff_u8, 0xff, 0xff, 0x0f, 0x99]),
+        )
+        .await
+        .unwrap();
+        let task = wire::v1::ShardTask {
+            job: Some(job.clone()),
+            version: 0,
+            shard: 1,
+            ..Default::default()
+        };
+        b.publish(wire::TRAIN_QUEUE, broker::Message::new(wire::encode(&task)))
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                let d = events.next().await.unwrap().unwrap();
+                let r: wire::v1::ShardResult =
+                    wire::decode("ShardResult", &d.body, wire::MAX_MESSAGE_BYTES).unwrap();
+                if r.job_id == job.job_id {
+                    return r;
+                }
+            }
+        })
+        .await
+        .expect("no report of the shard within 60 s")
+    });
+    assert_eq!(report.outcome, wire::v1::TileOutcome::Failed as i32);
+    assert_eq!(report.shard, 1);
+    assert!(
+        report.error.contains(&job.job_id) && report.error.contains("training settings"),
+        "{}",
+        report.error
+    );
+    wait_for(
+        "the garbage task dead-lettered",
+        Duration::from_secs(30),
+        || dead_letters(&amqp, &dlq) > dead_before,
+    );
+    assert!(object(&wire::train_keys::shard_result(&ckpt, 0, 1)).is_none());
+    drop(fleet);
+}

@@ -85,7 +85,7 @@ pub async fn run(
         .clone()
         .unwrap_or_else(|| Arc::new(zarr_io::ChunkCache::new(zarr_io::DEFAULT_LIMIT_BYTES)));
     let mut jobs = JobCache::new(chunks);
-    let mut trainer = training::Trainer::new(broker.clone(), cfg.job_key.clone(), device.clone());
+    let mut trainer = training::Trainer::new(broker.clone(), cfg.job_key.clone(), device);
     let linger = Duration::from_millis(cfg.linger_ms);
     let results = Results {
         broker: &broker,
