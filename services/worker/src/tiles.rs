@@ -74,18 +74,15 @@ async fn handle_job_tasks(
     let job = match jobs.get(&spec, device, metrics).await {
         Ok(job) => job,
         Err(error) => {
-            for t in group {
-                settle_tile(
-                    t,
-                    Some(&error),
-                    &spec.staging_url,
-                    results,
-                    metrics,
-                    "unknown",
-                )
-                .await;
-            }
-            return;
+            return fail_group(
+                group,
+                &error,
+                &spec.staging_url,
+                results,
+                metrics,
+                "unknown",
+            )
+            .await;
         }
     };
     let method = job
@@ -152,17 +149,7 @@ async fn handle_job_tasks(
             }
         }
         Err(error) => {
-            for t in group {
-                settle_tile(
-                    t,
-                    Some(&error),
-                    &spec.staging_url,
-                    results,
-                    metrics,
-                    &method,
-                )
-                .await;
-            }
+            fail_group(group, &error, &spec.staging_url, results, metrics, &method).await;
         }
     }
 }
@@ -256,6 +243,20 @@ async fn publish_done(
     results.publish(result).await?;
     timer.observe_duration();
     Ok(())
+}
+
+/// Settles every task of `group` with the one `error` they share.
+async fn fail_group(
+    group: Vec<Task>,
+    error: &WorkerError,
+    staging_url: &str,
+    results: &Results<'_>,
+    metrics: &WorkerMetrics,
+    method: &str,
+) {
+    for t in group {
+        settle_tile(t, Some(error), staging_url, results, metrics, method).await;
+    }
 }
 
 /// Settles tile task `t` after it ended, with `failure` or done (see [`settle::settle`]); a final
