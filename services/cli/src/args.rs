@@ -232,8 +232,11 @@ pub struct EvalArgs {
 /// `train`.
 #[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
-    /// Scene to learn from (its observed pixels).
-    pub scene: String,
+    /// Scenes to learn from (their observed pixels): one, or several with the same bands and
+    /// rank (`[band, y, x]` or `[time, band, y, x]`), whose windows are drawn in proportion to
+    /// their size.
+    #[arg(required = true, num_args = 1..)]
+    pub scenes: Vec<String>,
     /// Where to write the checkpoint (any supported URL).
     #[arg(long)]
     pub checkpoint: String,

@@ -1,7 +1,8 @@
 //! `train --broker` across real processes: RabbitMQ, an S3-compatible server, two `terrafill
-//! worker`s and the coordinator. One worker is SIGKILLed mid-round and the coordinator is
-//! SIGKILLed and started again; the final checkpoint equals the embedded run's bit for bit and
-//! fills.
+//! worker`s and the coordinator, one model on two scenes. One worker is SIGKILLed mid-round and
+//! the coordinator is SIGKILLed and started again; the final checkpoint equals the embedded
+//! run's bit for bit and fills. Bad input (scenes that disagree, an unreachable store, a shard
+//! that cannot be trained, garbage on the queue) ends with a clear error.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -14,10 +15,10 @@ use common::*;
 const SHARDS: &str = "2";
 const ROUNDS: &str = "3";
 
-fn train_args<'a>(input: &'a str, ckpt: &'a str) -> Vec<&'a str> {
-    vec![
-        "train",
-        input,
+fn train_args<'a>(inputs: &[&'a str], ckpt: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["train"];
+    args.extend(inputs);
+    args.extend([
         "--checkpoint",
         ckpt,
         "--model",
@@ -32,19 +33,25 @@ fn train_args<'a>(input: &'a str, ckpt: &'a str) -> Vec<&'a str> {
         ROUNDS,
         "--inner-steps",
         "60",
-    ]
+    ]);
+    args
 }
 
 #[test]
 fn distributed_rounds_equal_embedded_through_killed_worker_and_coordinator() {
     let amqp = amqp_url();
     let s3 = s3_prefix("train-distributed");
+    // Two scenes of different sizes, one model.
     let input = format!("{s3}/in.zarr");
     let shape = [2u64, 64, 72];
     write(&input, &shape, (32, 32), &synthetic(&shape, 0.2, 9));
+    let second = format!("{s3}/second.zarr");
+    let shape2 = [2u64, 40, 96];
+    write(&second, &shape2, (32, 32), &synthetic(&shape2, 0.1, 10));
+    let inputs = [input.as_str(), second.as_str()];
 
     let reference = format!("{s3}/embedded.safetensors");
-    let out = terrafill(&train_args(&input, &reference));
+    let out = terrafill(&train_args(&inputs, &reference));
     assert!(out.status.success());
     let want = checkpoint_tensors(&object(&reference).unwrap());
 
@@ -52,7 +59,7 @@ fn distributed_rounds_equal_embedded_through_killed_worker_and_coordinator() {
     let latest_is =
         |v: &str| object(&wire::train_keys::latest(&ckpt)).is_some_and(|l| l == v.as_bytes());
     let mut fleet = Fleet::of(&amqp, 0, 2);
-    let mut args = train_args(&input, &ckpt);
+    let mut args = train_args(&inputs, &ckpt);
     args.extend(["--broker", amqp.as_str()]);
     let coordinator = |args: &[&str]| {
         bin()
@@ -114,7 +121,7 @@ fn broker_training_needs_the_shard_count_and_names_an_unreachable_store() {
     let amqp = amqp_url();
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.zarr").display().to_string();
-    let shape = [1u64, 32, 32];
+    let shape = [2u64, 32, 32];
     write(&input, &shape, (32, 32), &synthetic(&shape, 0.2, 3));
     let out = terrafill(&[
         "train",
@@ -128,8 +135,22 @@ fn broker_training_needs_the_shard_count_and_names_an_unreachable_store() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--broker needs --workers"));
+    // Scenes with other bands than the first: named, nothing written.
+    let three = dir.path().join("three.zarr").display().to_string();
+    let shape3 = [3u64, 32, 32];
+    write(&three, &shape3, (32, 32), &synthetic(&shape3, 0.2, 3));
+    let ckpt = dir.path().join("m.safetensors");
+    let c = ckpt.display().to_string();
+    let out = terrafill(&train_args(&[&input, &three], &c));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("three.zarr") && stderr.contains("same bands"),
+        "{stderr}"
+    );
+    assert!(!ckpt.exists() && !dir.path().join("m.safetensors.versions").exists());
     let unreachable = "s3://no-such-bucket-terrafill/m.safetensors";
-    let mut args = train_args(&input, unreachable);
+    let mut args = train_args(&[&input], unreachable);
     args.extend(["--broker", amqp.as_str()]);
     let out = terrafill(&args);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -147,7 +168,7 @@ fn a_worker_reports_a_shard_it_cannot_train_and_dead_letters_garbage() {
     let fleet = Fleet::of(&amqp, 0, 1);
     let job = wire::v1::TrainJob {
         job_id: format!("train-bad-settings-{}", std::process::id()),
-        scene_url: dir.path().join("in.zarr").display().to_string(),
+        scene_urls: vec![dir.path().join("in.zarr").display().to_string()],
         array: "data".into(),
         checkpoint_url: ckpt.clone(),
         train_config_json: "{\"steps\": \"many\"}".into(),

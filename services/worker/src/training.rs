@@ -32,13 +32,13 @@ pub async fn read_scene(scene: &Scene) -> Result<model::SceneArray, zarr_io::Zar
     })
 }
 
-/// Trains the shard tasks one worker takes; keeps the last scene it read (the shards of one
-/// job read the same scene every round).
+/// Trains the shard tasks one worker takes; keeps the last job's scenes it read (the shards of
+/// one job read the same scenes every round).
 pub(crate) struct Trainer {
     broker: Arc<dyn Broker>,
     key: Option<wire::JobKey>,
     device: model::DeviceSpec,
-    scene: Option<(String, Arc<model::SceneArray>)>,
+    scenes: Option<(String, Arc<Vec<model::SceneArray>>)>,
 }
 
 impl Trainer {
@@ -51,7 +51,7 @@ impl Trainer {
             broker,
             key,
             device,
-            scene: None,
+            scenes: None,
         }
     }
 
@@ -115,7 +115,7 @@ impl Trainer {
             .map_err(|e| bad(format!("its training settings do not decode: {e}")))?;
         let version_url = wire::train_keys::version(&job.checkpoint_url, version);
         let parent = zarr_io::get_bytes(&version_url).await.map_err(storage)?;
-        let scene = self.scene(job).await.map_err(storage)?;
+        let scenes = self.scenes(job).await.map_err(storage)?;
         let device = self
             .device
             .device()
@@ -127,7 +127,7 @@ impl Trainer {
         };
         let steps = metrics.train_steps.clone();
         let result = tokio::task::spawn_blocking(move || {
-            model::rounds::train_shard(&scene, &cfg, &parent, &shard_task, &device, &mut |_| {
+            model::rounds::train_shard(&scenes, &cfg, &parent, &shard_task, &device, &mut |_| {
                 steps.inc();
             })
         })
@@ -139,21 +139,30 @@ impl Trainer {
         Ok(out)
     }
 
-    /// The job's scene, read once per job.
-    async fn scene(
+    /// The job's scenes, read once per job.
+    async fn scenes(
         &mut self,
         job: &TrainJob,
-    ) -> Result<Arc<model::SceneArray>, zarr_io::ZarrIoError> {
-        let key = format!("{}\n{}\n{}", job.scene_url, job.array, job.mask_array);
-        if let Some((k, scene)) = &self.scene {
+    ) -> Result<Arc<Vec<model::SceneArray>>, zarr_io::ZarrIoError> {
+        let key = format!(
+            "{}\n{}\n{}",
+            job.scene_urls.join("\n"),
+            job.array,
+            job.mask_array
+        );
+        if let Some((k, scenes)) = &self.scenes {
             if *k == key {
-                return Ok(scene.clone());
+                return Ok(scenes.clone());
             }
         }
         let mask = (!job.mask_array.is_empty()).then_some(job.mask_array.as_str());
-        let scene = Scene::open(&job.scene_url, &job.array, mask).await?;
-        let data = Arc::new(read_scene(&scene).await?);
-        self.scene = Some((key, data.clone()));
+        let mut data = Vec::with_capacity(job.scene_urls.len());
+        for url in &job.scene_urls {
+            let scene = Scene::open(url, &job.array, mask).await?;
+            data.push(read_scene(&scene).await?);
+        }
+        let data = Arc::new(data);
+        self.scenes = Some((key, data.clone()));
         Ok(data)
     }
 

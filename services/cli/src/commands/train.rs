@@ -24,8 +24,7 @@ pub async fn train(args: &TrainArgs, cfg: &Config) -> anyhow::Result<()> {
     .await?;
     let metrics = TrainMetrics::register(&registry)?;
     health.set_ready(true);
-    let scene = Scene::open(&args.scene, &args.array, args.mask_array.as_deref()).await?;
-    let data = worker::read_scene(&scene).await?;
+    let data = read_scenes(args).await?;
     let device = args.device.parse::<model::DeviceSpec>()?.device()?;
     let preset = match &args.model {
         Some(name) => name.parse::<model::Preset>()?,
@@ -35,8 +34,26 @@ pub async fn train(args: &TrainArgs, cfg: &Config) -> anyhow::Result<()> {
     if let Some(s) = args.steps {
         tcfg.steps = s;
     }
-    if let Some(t) = args.tile {
-        tcfg.tile = t;
+    match args.tile {
+        Some(t) => tcfg.tile = t,
+        None => {
+            let size = |s: &model::SceneArray| {
+                let n = s.shape.len();
+                (s.shape[n - 2], s.shape[n - 1])
+            };
+            let (h, w) = data
+                .iter()
+                .map(size)
+                .min_by_key(|&(h, w)| h.min(w))
+                .unwrap_or_default();
+            let preset_tile = tcfg.tile;
+            if let Some(t) = tcfg.fit_tile(h, w) {
+                eprintln!(
+                    "the {preset} model's {preset_tile}-px tile does not fit the {h}×{w} scene: \
+                     training {t}-px tiles (fill takes them from the checkpoint)"
+                );
+            }
+        }
     }
     if let Some(b) = args.batch {
         tcfg.batch = b;
@@ -146,6 +163,8 @@ pub(crate) struct Reporter {
     started: Instant,
     last_log: Instant,
     last_step: Instant,
+    /// The last loss reported.
+    loss: f32,
 }
 
 impl Reporter {
@@ -166,6 +185,7 @@ impl Reporter {
             started: now,
             last_log: now,
             last_step: now,
+            loss: f32::NAN,
         }
     }
 
@@ -179,7 +199,15 @@ impl Reporter {
 
     /// Moves the bar and the log to `p` without counting a step here (steps run elsewhere:
     /// a cluster's workers).
+    /// A NaN loss (not known here) shows the last known one.
     pub(crate) fn show(&mut self, p: &model::TrainProgress) {
+        if !p.loss.is_nan() {
+            self.loss = p.loss;
+        }
+        let p = &model::TrainProgress {
+            loss: self.loss,
+            ..*p
+        };
         if let Some(bar) = &self.bar {
             bar.set_position(p.step as u64);
             bar.set_message(format!("loss {:.4}", p.loss));
@@ -211,6 +239,30 @@ impl Reporter {
             bar.finish_and_clear();
         }
     }
+}
+
+/// Every scene of `args`, read whole; they must share rank and bands (named when not).
+async fn read_scenes(args: &TrainArgs) -> anyhow::Result<Vec<model::SceneArray>> {
+    let mut out: Vec<model::SceneArray> = Vec::with_capacity(args.scenes.len());
+    for url in &args.scenes {
+        let scene = Scene::open(url, &args.array, args.mask_array.as_deref()).await?;
+        let data = worker::read_scene(&scene)
+            .await
+            .with_context(|| format!("reading {url}"))?;
+        if let Some(first) = out.first() {
+            let lead = |s: &model::SceneArray| s.shape[..s.shape.len() - 2].to_vec();
+            let (a, b) = (lead(first), lead(&data));
+            if a.len() != b.len() || a.last() != b.last() {
+                anyhow::bail!(
+                    "{url} has lead dimensions {b:?} but {} has {a:?}: one model trains on \
+                     scenes with the same bands and rank ([band, y, x] or [time, band, y, x])",
+                    args.scenes[0]
+                );
+            }
+        }
+        out.push(data);
+    }
+    Ok(out)
 }
 
 /// The tile size a checkpoint was trained for.

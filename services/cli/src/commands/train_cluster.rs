@@ -23,6 +23,11 @@ use crate::train_metrics::TrainMetrics;
 
 /// How often missing shard results are looked for when no event arrives.
 const POLL: Duration = Duration::from_secs(2);
+/// How often an embedded run's progress bar follows its local workers' steps.
+const LOCAL_POLL: Duration = Duration::from_millis(250);
+/// A shard slower than this is warned about: RabbitMQ redelivers a task whose consumer has not
+/// acked it within its `consumer_timeout` (30 minutes by default), so H must stay well below it.
+const SLOW_SHARD: Duration = Duration::from_secs(600);
 
 /// A training job on a cluster's workers.
 pub struct Cluster {
@@ -39,6 +44,8 @@ struct LocalWorkers {
     failed: telemetry::Shutdown,
     error: Arc<Mutex<Option<String>>>,
     tasks: tokio::task::JoinSet<()>,
+    /// The local workers' optimiser steps: the progress bar moves step by step.
+    steps: prometheus::IntCounter,
 }
 
 impl Cluster {
@@ -79,6 +86,7 @@ impl Cluster {
             failed: telemetry::Shutdown::new(),
             error: Arc::new(Mutex::new(None)),
             tasks: tokio::task::JoinSet::new(),
+            steps: metrics.train_steps.clone(),
         };
         let mut cluster = Self::new(broker.clone(), None, args, tcfg, plan)?;
         let mut local = local;
@@ -119,7 +127,7 @@ impl Cluster {
             "train",
             &format!(
                 "{}|{}|{}|{}|{}|{}|{}",
-                args.scene,
+                args.scenes.join("|"),
                 args.array,
                 mask_array,
                 args.checkpoint,
@@ -130,7 +138,7 @@ impl Cluster {
         );
         let job = TrainJob {
             job_id: id.to_string(),
-            scene_url: args.scene.clone(),
+            scene_urls: args.scenes.clone(),
             array: args.array.clone(),
             mask_array,
             checkpoint_url: args.checkpoint.clone(),
@@ -190,13 +198,22 @@ impl Cluster {
         for (shard, _) in results.iter().enumerate().filter(|(_, r)| r.is_none()) {
             self.publish(version, shard).await?;
         }
-        let loss = f32::NAN;
+        let local_steps = |l: &LocalWorkers| l.steps.get() as usize;
+        let steps_before = self.local.as_ref().map(local_steps);
+        let poll = if self.local.is_some() {
+            LOCAL_POLL
+        } else {
+            POLL
+        };
         loop {
             let done = results.iter().filter(|r| r.is_some()).count();
+            // Local workers count their steps; a cluster's results are counted whole.
+            let stepped = self.local.as_ref().map(local_steps).zip(steps_before);
+            let in_round = stepped.map_or(done * h, |(now, before)| now - before);
             lock(report)?.show(&model::TrainProgress {
-                step: base + done * h,
+                step: base + in_round.max(done * h).min(shards * h),
                 steps: total,
-                loss,
+                loss: f32::NAN,
             });
             if done == shards {
                 return Ok(results.into_iter().flatten().collect());
@@ -208,6 +225,13 @@ impl Cluster {
                     };
                     if let Some(r) = self.decode(&event?.body, version) {
                         metrics.shard_seconds.observe(r.seconds);
+                        if r.seconds > SLOW_SHARD.as_secs_f64() {
+                            lock(report)?.line(&format!(
+                                "shard {} took {:.0} s: keep a shard well below RabbitMQ's \
+                                 consumer_timeout (30 min by default) with a smaller --inner-steps",
+                                r.shard, r.seconds
+                            ));
+                        }
                         if r.outcome == TileOutcome::Failed as i32 {
                             anyhow::bail!(
                                 "shard {} of round {} failed on a worker: {}",
@@ -218,7 +242,7 @@ impl Cluster {
                         }
                     }
                 }
-                () = tokio::time::sleep(POLL) => {}
+                () = tokio::time::sleep(poll) => {}
                 () = self.local_failure() => {
                     let why = self.local.as_ref().and_then(|l| l.error.lock().ok()?.clone());
                     anyhow::bail!("a local worker stopped: {}", why.unwrap_or_default());

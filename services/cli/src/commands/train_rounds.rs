@@ -91,16 +91,17 @@ use wire::train_keys::{self, version as version_url, versions_dir};
 /// Store failures (naming the object), a version from another run, and training errors.
 pub async fn run(
     checkpoint: &str,
-    scene: SceneArray,
+    scenes: Vec<SceneArray>,
     tcfg: TrainConfig,
     device: Device,
     plan: &Plan,
     cluster: &Cluster,
     metrics: TrainMetrics,
 ) -> anyhow::Result<Vec<u8>> {
-    let scene = Arc::new(scene);
+    let scenes = Arc::new(scenes);
     let tcfg = Arc::new(tcfg);
-    let (mut done, mut version) = resume_or_start(checkpoint, &scene, &tcfg, &device, plan).await?;
+    let (mut done, mut version) =
+        resume_or_start(checkpoint, &scenes, &tcfg, &device, plan).await?;
     let total = plan.rounds * plan.inner_steps * plan.shards;
     let report = Arc::new(Mutex::new(Reporter::new(total, metrics.clone())));
     if done > 0 {
@@ -135,16 +136,22 @@ pub async fn run(
             .map_or(f32::NAN, |l| l.1);
         metrics.loss.set(f64::from(loss));
         let secs = started.elapsed().as_secs_f64();
-        report
+        let mut r = report
             .lock()
-            .map_err(|_| anyhow::anyhow!("progress lock poisoned"))?
-            .line(&format!(
-                "round {done}/{}: loss {loss:.4}, {:.2} steps/s over {} workers, version {}",
-                plan.rounds,
-                (plan.inner_steps * plan.shards) as f64 / secs.max(1e-9),
-                plan.shards,
-                version_url(checkpoint, done)
-            ));
+            .map_err(|_| anyhow::anyhow!("progress lock poisoned"))?;
+        r.show(&model::TrainProgress {
+            step: done * plan.inner_steps * plan.shards,
+            steps: total,
+            loss,
+        });
+        r.line(&format!(
+            "round {done}/{}: loss {loss:.4}, {:.2} steps/s over {} workers, version {}",
+            plan.rounds,
+            (plan.inner_steps * plan.shards) as f64 / secs.max(1e-9),
+            plan.shards,
+            version_url(checkpoint, done)
+        ));
+        drop(r);
         version = next;
     }
     if let Ok(r) = Arc::try_unwrap(report) {
@@ -152,7 +159,7 @@ pub async fn run(
             r.finish();
         }
     }
-    tokio::task::spawn_blocking(move || rounds::finish(&scene, &tcfg, &version, &device))
+    tokio::task::spawn_blocking(move || rounds::finish(&scenes, &tcfg, &version, &device))
         .await?
         .context("calibrating the final version")
 }
@@ -160,7 +167,7 @@ pub async fn run(
 /// The last written version of this run and its number, or a new version 0 (written).
 async fn resume_or_start(
     checkpoint: &str,
-    scene: &Arc<SceneArray>,
+    scenes: &Arc<Vec<SceneArray>>,
     tcfg: &Arc<TrainConfig>,
     device: &Device,
     plan: &Plan,
@@ -206,10 +213,10 @@ async fn resume_or_start(
             Ok((n, bytes))
         }
         Err(zarr_io::ZarrIoError::ObjectNotFound { .. }) => {
-            let (scene, tcfg, device) = (scene.clone(), tcfg.clone(), device.clone());
+            let (scenes, tcfg, device) = (scenes.clone(), tcfg.clone(), device.clone());
             let (shards, h) = (plan.shards, plan.inner_steps);
             let v0 = tokio::task::spawn_blocking(move || {
-                rounds::initial_version(&scene, &tcfg, shards, h, &device)
+                rounds::initial_version(&scenes, &tcfg, shards, h, &device)
             })
             .await??;
             write_version(checkpoint, 0, &v0).await?;

@@ -39,23 +39,24 @@ pub(crate) struct Sample {
     pub residual: Vec<f32>,
 }
 
-/// Draws training samples from a normalised scene.
+/// Draws training samples from normalised scenes (one or several with the same bands).
 ///
 /// Each sample is a tile with a margin of context around it (half a tile each side, less on
 /// scenes under three tiles wide): gaps are drawn over the whole context window and the prior
 /// is interpolated from all of it, as the worker interpolates from beyond the tile when filling.
+/// A window never spans two scenes; scenes are drawn in proportion to their windows.
 #[derive(Debug)]
 pub(crate) struct Dataset<'a> {
-    layout: Layout,
-    z: &'a [f32],
+    /// The scenes: their layouts and normalised values.
+    parts: Vec<(Layout, &'a [f32])>,
     tile: usize,
     /// Context on each side of the tile.
     margin: usize,
     context_dates: usize,
-    /// (date, y, x) of tiles whose target date is at least `min_observed` observed.
-    windows: Vec<(usize, usize, usize)>,
-    /// (date, y, x) of context windows with 5–70 % real gaps, to transplant as masks.
-    real_gaps: Vec<(usize, usize, usize)>,
+    /// (scene, date, y, x) of tiles whose target date is at least `min_observed` observed.
+    windows: Vec<(usize, usize, usize, usize)>,
+    /// (scene, date, y, x) of context windows with 5–70 % real gaps, to transplant as masks.
+    real_gaps: Vec<(usize, usize, usize, usize)>,
 }
 
 /// Summed-area table of `observed(date, y, x)` (all bands finite).
@@ -75,52 +76,57 @@ fn integral(layout: &Layout, z: &[f32], date: usize) -> Vec<u32> {
 }
 
 impl<'a> Dataset<'a> {
-    /// Index the windows of `z` (normalised, NaN = missing).
+    /// Index the windows of the scenes in `parts` (normalised, NaN = missing), which share their
+    /// bands and dates.
     ///
     /// # Errors
     /// [`ModelError::NoTrainingData`] when no window is observed enough; [`ModelError::Config`]
-    /// when the scene is smaller than a tile.
+    /// when a scene is smaller than a tile.
     pub(crate) fn new(
-        layout: Layout,
-        z: &'a [f32],
+        parts: Vec<(Layout, &'a [f32])>,
         tile: usize,
         context_dates: usize,
         min_observed: f32,
     ) -> Result<Self, ModelError> {
-        if layout.height < tile || layout.width < tile {
-            return Err(ModelError::Config {
-                field: "tile",
-                reason: format!(
-                    "{tile} exceeds the scene's {}x{} pixels",
-                    layout.height, layout.width
-                ),
-            });
+        let mut smallest = usize::MAX;
+        for (layout, _) in &parts {
+            if layout.height < tile || layout.width < tile {
+                return Err(ModelError::Config {
+                    field: "tile",
+                    reason: format!(
+                        "{tile} exceeds the scene's {}x{} pixels",
+                        layout.height, layout.width
+                    ),
+                });
+            }
+            smallest = smallest.min(layout.height.min(layout.width));
         }
         // Half a tile of context, less on scenes too small to leave tiles room to move.
-        let margin = (tile / 2).min((layout.height.min(layout.width) - tile) / 4);
-        let span = tile + 2 * margin;
+        let margin = (tile / 2).min(smallest.saturating_sub(tile) / 4);
         let stride = (tile / 8).max(1);
         let area = (tile * tile) as f32;
         let (mut windows, mut real_gaps) = (Vec::new(), Vec::new());
-        for date in 0..layout.times {
-            let s = integral(&layout, z, date);
-            let w1 = layout.width + 1;
-            let count = |y: usize, x: usize| {
-                s[(y + tile) * w1 + x + tile] + s[y * w1 + x]
-                    - s[y * w1 + x + tile]
-                    - s[(y + tile) * w1 + x]
-            };
-            for y in (margin..=layout.height - tile - margin).step_by(stride) {
-                for x in (margin..=layout.width - tile - margin).step_by(stride) {
-                    let frac = count(y, x) as f32 / area;
-                    if frac >= min_observed {
-                        windows.push((date, y, x));
-                    }
-                    if (0.3..=0.95).contains(&frac)
-                        && y % (stride * 4) == 0
-                        && x % (stride * 4) == 0
-                    {
-                        real_gaps.push((date, y - margin, x - margin));
+        for (part, (layout, z)) in parts.iter().enumerate() {
+            for date in 0..layout.times {
+                let s = integral(layout, z, date);
+                let w1 = layout.width + 1;
+                let count = |y: usize, x: usize| {
+                    s[(y + tile) * w1 + x + tile] + s[y * w1 + x]
+                        - s[y * w1 + x + tile]
+                        - s[(y + tile) * w1 + x]
+                };
+                for y in (margin..=layout.height - tile - margin).step_by(stride) {
+                    for x in (margin..=layout.width - tile - margin).step_by(stride) {
+                        let frac = count(y, x) as f32 / area;
+                        if frac >= min_observed {
+                            windows.push((part, date, y, x));
+                        }
+                        if (0.3..=0.95).contains(&frac)
+                            && y % (stride * 4) == 0
+                            && x % (stride * 4) == 0
+                        {
+                            real_gaps.push((part, date, y - margin, x - margin));
+                        }
                     }
                 }
             }
@@ -131,10 +137,8 @@ impl<'a> Dataset<'a> {
                 min_fraction: min_observed,
             });
         }
-        debug_assert!(span <= layout.height.min(layout.width));
         Ok(Self {
-            layout,
-            z,
+            parts,
             tile,
             margin,
             context_dates,
@@ -153,10 +157,17 @@ impl<'a> Dataset<'a> {
         self.tile + 2 * self.margin
     }
 
-    /// Copy the `span`² window at (y0, x0) of all dates, transformed by dihedral element `aug`
-    /// (0..8). The tile sits at the centre, so every transform keeps it there.
-    fn extract(&self, y0: usize, x0: usize, aug: u8) -> Vec<f32> {
-        let (s, l) = (self.span(), &self.layout);
+    /// The bands per date (every scene's).
+    fn bands(&self) -> usize {
+        self.parts[0].0.bands
+    }
+
+    /// Copy the `span`² window at (y0, x0) of all dates of scene `part`, transformed by
+    /// dihedral element `aug` (0..8). The tile sits at the centre, so every transform keeps it
+    /// there.
+    fn extract(&self, part: usize, y0: usize, x0: usize, aug: u8) -> Vec<f32> {
+        let s = self.span();
+        let (l, z) = (&self.parts[part].0, self.parts[part].1);
         let mut out = vec![0f32; l.times * l.bands * s * s];
         for (p, plane) in out.chunks_exact_mut(s * s).enumerate() {
             let base = p * l.plane();
@@ -169,7 +180,7 @@ impl<'a> Dataset<'a> {
                     if aug & 2 != 0 {
                         sx = s - 1 - sx;
                     }
-                    plane[y * s + x] = self.z[base + (y0 + sy) * l.width + x0 + sx];
+                    plane[y * s + x] = z[base + (y0 + sy) * l.width + x0 + sx];
                 }
             }
         }
@@ -184,14 +195,13 @@ impl<'a> Dataset<'a> {
             1 => GapKind::Stripes,
             2 => GapKind::Boxes,
             _ => {
-                let (d, y, x) = self.real_gaps[rng.random_range(0..self.real_gaps.len())];
-                let win = self.extract(y, x, rng.random_range(0..8));
+                let (p, d, y, x) = self.real_gaps[rng.random_range(0..self.real_gaps.len())];
+                let win = self.extract(p, y, x, rng.random_range(0..8));
                 let plane = self.span() * self.span();
-                let first = d * self.layout.bands * plane;
+                let bands = self.bands();
+                let first = d * bands * plane;
                 return (0..plane)
-                    .map(|i| {
-                        (0..self.layout.bands).any(|b| !win[first + b * plane + i].is_finite())
-                    })
+                    .map(|i| (0..bands).any(|b| !win[first + b * plane + i].is_finite()))
                     .collect();
             }
         };
@@ -200,14 +210,14 @@ impl<'a> Dataset<'a> {
 
     /// A random window with synthetic gaps, made into a conditioning stack and a residual.
     pub(crate) fn sample(&self, rng: &mut impl Rng) -> Sample {
-        let (s, m, span, b) = (self.tile, self.margin, self.span(), self.layout.bands);
-        let (date, y0, x0) = self.windows[rng.random_range(0..self.windows.len())];
-        let win = self.extract(y0 - m, x0 - m, rng.random_range(0..8));
+        let (s, m, span, b) = (self.tile, self.margin, self.span(), self.bands());
+        let (part, date, y0, x0) = self.windows[rng.random_range(0..self.windows.len())];
+        let win = self.extract(part, y0 - m, x0 - m, rng.random_range(0..8));
         let gap = self.gap(rng);
         let local = Layout {
             height: span,
             width: span,
-            ..self.layout
+            ..self.parts[part].0
         };
         let tile = Window::new(m as u64, m as u64, s as u64, s as u64);
         let mut prior = Vec::with_capacity(b * s * s);
@@ -247,7 +257,7 @@ impl<'a> Dataset<'a> {
     /// Per-band root-mean-square of the residual z − prior over `n` samples' synthetic gaps: the
     /// scale that makes the diffused residual about unit-variance.
     pub(crate) fn residual_scale(&self, n: usize, rng: &mut impl Rng) -> Vec<f64> {
-        let (b, plane) = (self.layout.bands, self.tile * self.tile);
+        let (b, plane) = (self.bands(), self.tile * self.tile);
         let (mut ss, mut count) = (vec![0f64; b], vec![0usize; b]);
         for _ in 0..n {
             let sample = self.sample(rng);
@@ -339,12 +349,12 @@ mod tests {
         let z: Vec<f32> = (0..576)
             .map(|i| if i % 24 < 12 { f32::NAN } else { 1.0 })
             .collect();
-        let ds = Dataset::new(layout, &z, 8, 0, 0.9)?;
+        let ds = Dataset::new(vec![(layout, &z)], 8, 0, 0.9)?;
         assert_eq!(ds.margin, 4);
         assert!(ds
             .windows
             .iter()
-            .all(|&(_, y, x)| x == 12 && (4..=12).contains(&y)));
+            .all(|&(_, _, y, x)| x == 12 && (4..=12).contains(&y)));
         assert!(!ds.real_gaps.is_empty());
         let sched = NoiseSchedule::new(&ScheduleConfig::default())?;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
@@ -369,7 +379,39 @@ mod tests {
             "two samples at T−1, the third unchanged"
         );
         assert_eq!(last.cond, b.cond, "the share changes t, not the windows");
-        assert!(Dataset::new(layout, &z, 32, 0, 0.9).is_err());
+        assert!(Dataset::new(vec![(layout, &z)], 32, 0, 0.9).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn several_scenes_share_one_index_and_windows_stay_inside_each() -> anyhow::Result<()> {
+        // A 24x24 scene observed on its right half and a fully observed 16x40 one.
+        let a = Layout::from_shape(&[1, 24, 24], 576)?;
+        let za: Vec<f32> = (0..576)
+            .map(|i| if i % 24 < 12 { f32::NAN } else { 1.0 })
+            .collect();
+        let b = Layout::from_shape(&[1, 16, 40], 640)?;
+        let zb = vec![2.0f32; 640];
+        let one = Dataset::new(vec![(a, &za)], 8, 0, 0.9)?;
+        let both = Dataset::new(vec![(a, &za), (b, &zb)], 8, 0, 0.9)?;
+        // The smaller scene limits the context: (16 − 8) / 4.
+        assert_eq!(both.margin, 2);
+        assert!(both.windows.iter().any(|w| w.0 == 0) && both.windows.iter().any(|w| w.0 == 1));
+        for &(p, _, y, x) in &both.windows {
+            let l = [a, b][p];
+            assert!(y + 8 + 2 <= l.height && x + 8 + 2 <= l.width && y >= 2 && x >= 2);
+        }
+        // Every sample of scene b reads only b's values (2.0): its windows never reach into a.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..50 {
+            let (p, _, y, x) = both.windows[rng.random_range(0..both.windows.len())];
+            let win = both.extract(p, y - 2, x - 2, rng.random_range(0..8));
+            let want = if p == 1 { 2.0 } else { 1.0 };
+            assert!(win.iter().filter(|v| v.is_finite()).all(|&v| v == want));
+        }
+        assert!(one.windows.len() < both.windows.len());
+        let wrong = Layout::from_shape(&[1, 6, 40], 240)?;
+        assert!(Dataset::new(vec![(a, &za), (wrong, &zb[..240])], 8, 0, 0.9).is_err());
         Ok(())
     }
 }

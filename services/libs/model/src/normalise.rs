@@ -26,18 +26,29 @@ impl Normalisation {
     /// # Errors
     /// [`ModelError::Config`] when a band has no observed pixel.
     pub fn from_values(layout: &Layout, values: &[f32]) -> Result<Self, ModelError> {
-        let b = layout.bands;
+        Self::from_parts(&[(*layout, values)])
+    }
+
+    /// Statistics over all dates of several scenes with the same bands, pooled (each pixel
+    /// counts once, so a larger scene weighs more).
+    ///
+    /// # Errors
+    /// [`ModelError::Config`] when a band has no observed pixel.
+    pub fn from_parts(parts: &[(Layout, &[f32])]) -> Result<Self, ModelError> {
+        let b = parts.first().map_or(0, |p| p.0.bands);
         let (mut n, mut s, mut ss) = (vec![0usize; b], vec![0f64; b], vec![0f64; b]);
         let (mut lo, mut hi) = (vec![f64::INFINITY; b], vec![f64::NEG_INFINITY; b]);
-        for (plane, chunk) in values.chunks_exact(layout.plane()).enumerate() {
-            let band = plane % b;
-            for &v in chunk.iter().filter(|v| v.is_finite()) {
-                let v = f64::from(v);
-                n[band] += 1;
-                s[band] += v;
-                ss[band] += v * v;
-                lo[band] = lo[band].min(v);
-                hi[band] = hi[band].max(v);
+        for (layout, values) in parts {
+            for (plane, chunk) in values.chunks_exact(layout.plane()).enumerate() {
+                let band = plane % b;
+                for &v in chunk.iter().filter(|v| v.is_finite()) {
+                    let v = f64::from(v);
+                    n[band] += 1;
+                    s[band] += v;
+                    ss[band] += v * v;
+                    lo[band] = lo[band].min(v);
+                    hi[band] = hi[band].max(v);
+                }
             }
         }
         let mut mean = Vec::with_capacity(b);

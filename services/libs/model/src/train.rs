@@ -92,6 +92,21 @@ impl Default for TrainConfig {
     }
 }
 
+impl TrainConfig {
+    /// Shrinks the tile to the largest the UNet takes (a multiple of its size multiple) that fits
+    /// a `height` × `width` scene, when the configured one does not; returns the new tile. A
+    /// preset's tile is a default, and a scene smaller than it (ERA5 over a country at 0.25°,
+    /// 33 × 49) must still train.
+    pub fn fit_tile(&mut self, height: usize, width: usize) -> Option<usize> {
+        let m = self.unet.size_multiple();
+        let fits = height.min(width) / m * m;
+        (self.tile > height.min(width) && fits > 0).then(|| {
+            self.tile = fits;
+            fits
+        })
+    }
+}
+
 /// Training windows drawn to measure the residual scale before the first step.
 const RESIDUAL_SCALE_SAMPLES: usize = 256;
 /// RNG stream of that measurement (batches use streams 0..steps).
@@ -144,19 +159,20 @@ fn init_vars(vm: &VarMap, seed: u64) -> Result<(), ModelError> {
     Ok(())
 }
 
-/// Train (or resume training) a fill model on `scene` and return the checkpoint bytes.
+/// Train (or resume training) a fill model on `scenes` (one or several with the same bands and
+/// rank; windows are drawn from all of them) and return the checkpoint bytes.
 ///
 /// # Errors
-/// Bad shapes or configs, a checkpoint that does not match the scene, a scene without enough
+/// Bad shapes or configs, scenes that do not agree, a checkpoint that does not match them, no
 /// observed windows, tensor failures, and a non-finite loss ([`ModelError::Diverged`]).
 pub fn train(
-    scene: &SceneArray,
+    scenes: &[SceneArray],
     cfg: &TrainConfig,
     resume: Option<&[u8]>,
     device: &Device,
     progress: &mut dyn FnMut(&TrainProgress),
 ) -> Result<Vec<u8>, ModelError> {
-    let mut session = Session::open(scene, cfg, resume, device)?;
+    let mut session = Session::open(scenes, cfg, resume, device)?;
     session.run(cfg.steps, cfg.steps, &|step| step as u64, progress)?;
     session.finish(cfg.calibration_windows, cfg.save_optimizer)
 }
@@ -166,9 +182,10 @@ pub fn train(
 /// steps through it.
 pub(crate) struct Session<'s> {
     cfg: &'s TrainConfig,
-    layout: Layout,
-    /// The scene in normalised units (NaN = missing).
-    z: Vec<f32>,
+    /// The scenes' layouts (same rank and bands).
+    layouts: Vec<Layout>,
+    /// The scenes in normalised units (NaN = missing).
+    z: Vec<Vec<f32>>,
     pub(crate) meta: ModelMeta,
     pub(crate) norm: Normalisation,
     pub(crate) history: TrainingHistory,
@@ -183,12 +200,13 @@ impl<'s> Session<'s> {
     /// Set up from a fresh initialisation (`resume` = `None`) or from checkpoint bytes, whose
     /// normalisation, scales and moments are kept.
     pub(crate) fn open(
-        scene: &SceneArray,
+        scenes: &[SceneArray],
         cfg: &'s TrainConfig,
         resume: Option<&[u8]>,
         device: &Device,
     ) -> Result<Self, ModelError> {
-        let layout = Layout::from_shape(&scene.shape, scene.values.len())?;
+        let layouts = layouts(scenes)?;
+        let layout = layouts[0];
         let prior = resume.map(Checkpoint::decode).transpose()?;
         let (meta, norm, mut history) = match &prior {
             Some(c) => {
@@ -203,7 +221,7 @@ impl<'s> Session<'s> {
                 }
                 (c.meta.clone(), c.norm.clone(), c.history.clone())
             }
-            None => fresh(&layout, scene, cfg)?,
+            None => fresh(&layouts, scenes, cfg)?,
         };
         if cfg.batch == 0 || cfg.log_every == 0 {
             return Err(ModelError::Config {
@@ -218,21 +236,19 @@ impl<'s> Session<'s> {
             });
         }
         history.target_steps = cfg.steps;
-        let z: Vec<f32> = scene
-            .values
+        let z: Vec<Vec<f32>> = scenes
             .iter()
-            .enumerate()
-            .map(|(i, &v)| {
-                if v.is_finite() {
-                    norm.forward((i / layout.plane()) % layout.bands, v)
-                } else {
-                    f32::NAN
-                }
-            })
+            .zip(&layouts)
+            .map(|(scene, layout)| normalised(scene, layout, &norm))
             .collect();
         let mut meta = meta;
         if meta.residual_scale.is_empty() {
-            let data = Dataset::new(layout, &z, meta.tile, meta.context_dates, cfg.min_observed)?;
+            let data = Dataset::new(
+                parts(&layouts, &z),
+                meta.tile,
+                meta.context_dates,
+                cfg.min_observed,
+            )?;
             let mut rng = ChaCha8Rng::seed_from_u64(mix(history.seed, RESIDUAL_SCALE_STREAM));
             meta.residual_scale = data.residual_scale(RESIDUAL_SCALE_SAMPLES, &mut rng);
         }
@@ -266,7 +282,7 @@ impl<'s> Session<'s> {
             .ctx("creating the optimiser")?;
         Ok(Self {
             cfg,
-            layout,
+            layouts,
             z,
             meta,
             norm,
@@ -290,15 +306,14 @@ impl<'s> Session<'s> {
     ) -> Result<(), ModelError> {
         let cfg = self.cfg;
         let data = Dataset::new(
-            self.layout,
-            &self.z,
+            parts(&self.layouts, &self.z),
             self.meta.tile,
             self.meta.context_dates,
             cfg.min_observed,
         )?;
         let schedule = NoiseSchedule::new(&self.meta.schedule)?;
         let estimate_samples = (cfg.estimate_share * cfg.batch as f64).round() as usize;
-        let (s, b, n) = (self.meta.tile, self.layout.bands, cfg.batch);
+        let (s, b, n) = (self.meta.tile, self.layouts[0].bands, cfg.batch);
         let (unet, device, history) = (&self.unet, &self.device, &mut self.history);
         let mut acc = (0f64, 0usize);
         for step in history.step..until {
@@ -354,7 +369,7 @@ impl<'s> Session<'s> {
     ) -> Result<Vec<u8>, ModelError> {
         let Self {
             cfg,
-            layout,
+            layouts,
             z,
             mut meta,
             norm,
@@ -384,7 +399,12 @@ impl<'s> Session<'s> {
             NoiseSchedule::new(&meta.schedule)?,
             &device,
         );
-        let data = Dataset::new(layout, &z, meta.tile, meta.context_dates, cfg.min_observed)?;
+        let data = Dataset::new(
+            parts(&layouts, &z),
+            meta.tile,
+            meta.context_dates,
+            cfg.min_observed,
+        )?;
         meta.spread_scale =
             calibrate::spread_scale(&model, &data, history.seed, calibration_windows)?;
         history.wall_seconds += started.elapsed().as_secs_f64();
@@ -412,14 +432,72 @@ impl<'s> Session<'s> {
     }
 }
 
-/// Metadata, normalisation and history of a new model for `scene` (residual scale still empty).
+/// The layouts of `scenes`, which must agree on rank and bands.
+///
+/// # Errors
+/// [`ModelError::Shape`] naming the first scene (by position) that disagrees with the first.
+fn layouts(scenes: &[SceneArray]) -> Result<Vec<Layout>, ModelError> {
+    let layouts = scenes
+        .iter()
+        .map(|s| Layout::from_shape(&s.shape, s.values.len()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some(first) = layouts.first() else {
+        return Err(ModelError::Config {
+            field: "scenes",
+            reason: "no scene to train on".into(),
+        });
+    };
+    for (i, l) in layouts.iter().enumerate().skip(1) {
+        if l.has_time != first.has_time || l.bands != first.bands {
+            return Err(ModelError::Shape {
+                what: format!(
+                    "lead dims of scene {} vs scene 1 (same rank and bands needed)",
+                    i + 1
+                ),
+                expected: first.lead_shape(),
+                got: l.lead_shape(),
+            });
+        }
+    }
+    Ok(layouts)
+}
+
+/// Scene values in normalised units (NaN where missing).
+fn normalised(scene: &SceneArray, layout: &Layout, norm: &Normalisation) -> Vec<f32> {
+    scene
+        .values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if v.is_finite() {
+                norm.forward((i / layout.plane()) % layout.bands, v)
+            } else {
+                f32::NAN
+            }
+        })
+        .collect()
+}
+
+/// The scenes as the dataset takes them.
+fn parts<'a>(layouts: &[Layout], z: &'a [Vec<f32>]) -> Vec<(Layout, &'a [f32])> {
+    layouts
+        .iter()
+        .copied()
+        .zip(z.iter().map(Vec::as_slice))
+        .collect()
+}
+
+/// Metadata, normalisation and history of a new model for `scenes` (residual scale still empty).
 fn fresh(
-    layout: &Layout,
-    scene: &SceneArray,
+    layouts: &[Layout],
+    scenes: &[SceneArray],
     cfg: &TrainConfig,
 ) -> Result<(ModelMeta, Normalisation, TrainingHistory), ModelError> {
+    let layout = &layouts[0];
+    // Context dates every scene has.
+    let times = layouts.iter().map(|l| l.times).min().unwrap_or(1);
     let context_dates = if layout.has_time {
-        cfg.context_dates.min(layout.times - 1)
+        cfg.context_dates.min(times - 1)
     } else {
         0
     };
@@ -448,7 +526,12 @@ fn fresh(
         residual_scale: Vec::new(),
         spread_scale: Vec::new(),
     };
-    let norm = Normalisation::from_values(layout, &scene.values)?;
+    let values: Vec<(Layout, &[f32])> = layouts
+        .iter()
+        .copied()
+        .zip(scenes.iter().map(|s| s.values.as_slice()))
+        .collect();
+    let norm = Normalisation::from_parts(&values)?;
     let history = TrainingHistory {
         seed: cfg.seed,
         lr: cfg.lr,
@@ -468,5 +551,17 @@ mod tests {
         assert!(learning_rate(1.0, 0, 100) < 0.5);
         assert!((learning_rate(1.0, 5, 100) - 1.0).abs() < 1e-9);
         assert!((learning_rate(1.0, 100, 100) - 0.1).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_tile_larger_than_the_scene_shrinks_to_a_multiple_the_unet_takes() {
+        let mut cfg = crate::Preset::Base.train_config();
+        assert_eq!(cfg.tile, 64);
+        assert_eq!(cfg.fit_tile(700, 64), None);
+        assert_eq!(cfg.fit_tile(33, 49), Some(32));
+        assert_eq!(cfg.tile, 32);
+        assert_eq!(cfg.tile % cfg.unet.size_multiple(), 0);
+        // Nothing fits a scene under one size multiple: the dataset reports it.
+        assert_eq!(cfg.fit_tile(5, 5), None);
     }
 }

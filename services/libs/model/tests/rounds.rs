@@ -3,20 +3,9 @@
 
 mod common;
 
+use common::tensors;
 use model::rounds::{self, OuterConfig, ShardTask};
 use model::{train, Device, FillModel, ModelError, TrainConfig};
-
-/// The tensors of a checkpoint by name (not its metadata, which records wall times).
-fn tensors(bytes: &[u8]) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-    let st = safetensors::SafeTensors::deserialize(bytes)?;
-    let mut out: Vec<_> = st
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| (name, view.data().to_vec()))
-        .collect();
-    out.sort();
-    Ok(out)
-}
 
 /// R rounds of `shards` shards of H steps; returns the last version and every shard result.
 fn run_rounds(
@@ -26,7 +15,8 @@ fn run_rounds(
     outer: &OuterConfig,
 ) -> anyhow::Result<(Vec<u8>, Vec<Vec<u8>>)> {
     let scene = common::scene(64);
-    let mut version = rounds::initial_version(&scene, cfg, shards, h, &Device::Cpu)?;
+    let mut version =
+        rounds::initial_version(std::slice::from_ref(&scene), cfg, shards, h, &Device::Cpu)?;
     let mut all = Vec::new();
     for _ in 0..cfg.steps / h {
         let results = (0..shards)
@@ -36,7 +26,14 @@ fn run_rounds(
                     shards,
                     inner_steps: h,
                 };
-                rounds::train_shard(&scene, cfg, &version, &task, &Device::Cpu, &mut |_| {})
+                rounds::train_shard(
+                    std::slice::from_ref(&scene),
+                    cfg,
+                    &version,
+                    &task,
+                    &Device::Cpu,
+                    &mut |_| {},
+                )
             })
             .collect::<Result<Vec<_>, _>>()?;
         version = rounds::average(&version, &results, outer)?;
@@ -52,7 +49,13 @@ fn one_shard_with_a_plain_outer_step_is_plain_training() -> anyhow::Result<()> {
         calibration_windows: 4,
         ..common::tiny(30)
     };
-    let plain = train(&scene, &cfg, None, &Device::Cpu, &mut |_| {})?;
+    let plain = train(
+        std::slice::from_ref(&scene),
+        &cfg,
+        None,
+        &Device::Cpu,
+        &mut |_| {},
+    )?;
     let identity = OuterConfig {
         lr: 1.0,
         momentum: 0.0,
@@ -60,7 +63,7 @@ fn one_shard_with_a_plain_outer_step_is_plain_training() -> anyhow::Result<()> {
     let (version, _) = run_rounds(&cfg, 1, 10, &identity)?;
     let (history, state) = rounds::version_of(&version)?;
     assert_eq!((history.step, state.version), (30, 3));
-    let done = rounds::finish(&scene, &cfg, &version, &Device::Cpu)?;
+    let done = rounds::finish(std::slice::from_ref(&scene), &cfg, &version, &Device::Cpu)?;
     assert_eq!(tensors(&done)?, tensors(&plain)?, "weights and moments");
     let (a, b) = (
         FillModel::from_checkpoint(&done, &Device::Cpu)?,
@@ -95,14 +98,21 @@ fn two_shards_are_deterministic_and_move_the_weights() -> anyhow::Result<()> {
 fn results_that_do_not_belong_to_the_round_are_refused() -> anyhow::Result<()> {
     let scene = common::scene(64);
     let cfg = common::tiny(20);
-    let v0 = rounds::initial_version(&scene, &cfg, 2, 10, &Device::Cpu)?;
+    let v0 = rounds::initial_version(std::slice::from_ref(&scene), &cfg, 2, 10, &Device::Cpu)?;
     let shard = |version: &[u8], shard| {
         let task = ShardTask {
             shard,
             shards: 2,
             inner_steps: 10,
         };
-        rounds::train_shard(&scene, &cfg, version, &task, &Device::Cpu, &mut |_| {})
+        rounds::train_shard(
+            std::slice::from_ref(&scene),
+            &cfg,
+            version,
+            &task,
+            &Device::Cpu,
+            &mut |_| {},
+        )
     };
     let (r0, r1) = (shard(&v0, 0)?, shard(&v0, 1)?);
     let outer = OuterConfig::default();
@@ -118,9 +128,15 @@ fn results_that_do_not_belong_to_the_round_are_refused() -> anyhow::Result<()> {
         seed: 9,
         ..cfg.clone()
     };
-    let other = rounds::initial_version(&scene, &other_cfg, 2, 10, &Device::Cpu)?;
+    let other = rounds::initial_version(
+        std::slice::from_ref(&scene),
+        &other_cfg,
+        2,
+        10,
+        &Device::Cpu,
+    )?;
     let foreign = rounds::train_shard(
-        &scene,
+        std::slice::from_ref(&scene),
         &other_cfg,
         &other,
         &ShardTask {
@@ -149,7 +165,7 @@ fn results_that_do_not_belong_to_the_round_are_refused() -> anyhow::Result<()> {
         Err(ModelError::CheckpointFormat { .. })
     ));
     let plain = train(
-        &scene,
+        std::slice::from_ref(&scene),
         &TrainConfig {
             steps: 2,
             ..cfg.clone()

@@ -12,7 +12,7 @@ fn training_lowers_the_loss_and_resume_continues() -> anyhow::Result<()> {
         let mut losses = Vec::new();
         let cfg = model::TrainConfig { lr, ..cfg.clone() };
         let ckpt = train(
-            &scene,
+            std::slice::from_ref(&scene),
             &cfg,
             None,
             &Device::Cpu,
@@ -46,9 +46,13 @@ fn training_lowers_the_loss_and_resume_continues() -> anyhow::Result<()> {
     // Resume to 160 steps: runs only the remaining 10.
     let mut resumed = 0;
     let more = model::TrainConfig { steps: 160, ..cfg };
-    let ckpt2 = train(&scene, &more, Some(&ckpt), &Device::Cpu, &mut |_| {
-        resumed += 1
-    })?;
+    let ckpt2 = train(
+        std::slice::from_ref(&scene),
+        &more,
+        Some(&ckpt),
+        &Device::Cpu,
+        &mut |_| resumed += 1,
+    )?;
     assert_eq!(resumed, 10);
     assert_eq!(
         FillModel::from_checkpoint(&ckpt2, &Device::Cpu)?
@@ -68,7 +72,15 @@ fn the_same_seed_trains_the_same_bytes() -> anyhow::Result<()> {
         batch: 4,
         ..common::tiny(12)
     };
-    let once = || train(&scene, &cfg, None, &Device::Cpu, &mut |_| {});
+    let once = || {
+        train(
+            std::slice::from_ref(&scene),
+            &cfg,
+            None,
+            &Device::Cpu,
+            &mut |_| {},
+        )
+    };
     let (a, b) = (once()?, once()?);
     // The checkpoints' tensors, not their metadata (which records the wall time).
     let (a, b) = (
@@ -86,6 +98,49 @@ fn the_same_seed_trains_the_same_bytes() -> anyhow::Result<()> {
             cfg.seed
         );
     }
+    Ok(())
+}
+
+#[test]
+fn several_scenes_train_one_model_and_scenes_that_disagree_are_named() -> anyhow::Result<()> {
+    let cfg = common::tiny(4);
+    let (a, b) = (common::scene(32), common::scene(48));
+    let both = || {
+        train(
+            &[a.clone(), b.clone()],
+            &cfg,
+            None,
+            &Device::Cpu,
+            &mut |_| {},
+        )
+    };
+    let one = train(
+        std::slice::from_ref(&a),
+        &cfg,
+        None,
+        &Device::Cpu,
+        &mut |_| {},
+    )?;
+    let (x, y) = (both()?, both()?);
+    let t = common::tensors(&x)?;
+    assert_eq!(
+        t,
+        common::tensors(&y)?,
+        "same scenes and seed, same weights"
+    );
+    assert_ne!(
+        t,
+        common::tensors(&one)?,
+        "the second scene changes the model"
+    );
+    FillModel::from_checkpoint(&x, &Device::Cpu)?;
+    // One band less than the first scene: refused, naming the second scene.
+    let two_bands = model::SceneArray {
+        shape: vec![2, 32, 32],
+        values: a.values[..2 * 32 * 32].to_vec(),
+    };
+    let err = train(&[a, two_bands], &cfg, None, &Device::Cpu, &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("scene 2"), "{err}");
     Ok(())
 }
 
@@ -110,7 +165,13 @@ fn tile_with_gap(seed: u64) -> TileInput {
 #[test]
 fn fill_is_bit_identical_for_a_seed_and_keeps_observed_pixels() -> anyhow::Result<()> {
     let scene = common::scene(48);
-    let ckpt = train(&scene, &common::tiny(20), None, &Device::Cpu, &mut |_| {})?;
+    let ckpt = train(
+        std::slice::from_ref(&scene),
+        &common::tiny(20),
+        None,
+        &Device::Cpu,
+        &mut |_| {},
+    )?;
     let model = FillModel::from_checkpoint(&ckpt, &Device::Cpu)?;
     let opts = SampleOptions {
         sampler: Sampler::Ddim { steps: 8, eta: 1.0 },
@@ -204,7 +265,13 @@ fn time_series_tiles_use_context_dates() -> anyhow::Result<()> {
         context_dates: 1,
         ..common::tiny(10)
     };
-    let ckpt = train(&scene, &cfg, None, &Device::Cpu, &mut |_| {})?;
+    let ckpt = train(
+        std::slice::from_ref(&scene),
+        &cfg,
+        None,
+        &Device::Cpu,
+        &mut |_| {},
+    )?;
     let model = FillModel::from_checkpoint(&ckpt, &Device::Cpu)?;
     assert_eq!(model.lead_shape(), &[3, 1]);
     assert_eq!(model.meta().context_dates, 1);

@@ -43,3 +43,15 @@ pub fn tiny(steps: usize) -> TrainConfig {
         ..Default::default()
     }
 }
+
+/// The tensors of a checkpoint by name (not its metadata, which records wall times).
+pub fn tensors(bytes: &[u8]) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let st = safetensors::SafeTensors::deserialize(bytes)?;
+    let mut out: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.data().to_vec()))
+        .collect();
+    out.sort();
+    Ok(out)
+}
