@@ -243,12 +243,7 @@ impl<'s> Session<'s> {
             .collect();
         let mut meta = meta;
         if meta.residual_scale.is_empty() {
-            let data = Dataset::new(
-                parts(&layouts, &z),
-                meta.tile,
-                meta.context_dates,
-                cfg.min_observed,
-            )?;
+            let data = dataset(&layouts, &z, &meta, cfg)?;
             let mut rng = ChaCha8Rng::seed_from_u64(mix(history.seed, RESIDUAL_SCALE_STREAM));
             meta.residual_scale = data.residual_scale(RESIDUAL_SCALE_SAMPLES, &mut rng);
         }
@@ -305,12 +300,7 @@ impl<'s> Session<'s> {
         progress: &mut dyn FnMut(&TrainProgress),
     ) -> Result<(), ModelError> {
         let cfg = self.cfg;
-        let data = Dataset::new(
-            parts(&self.layouts, &self.z),
-            self.meta.tile,
-            self.meta.context_dates,
-            cfg.min_observed,
-        )?;
+        let data = dataset(&self.layouts, &self.z, &self.meta, cfg)?;
         let schedule = NoiseSchedule::new(&self.meta.schedule)?;
         let estimate_samples = (cfg.estimate_share * cfg.batch as f64).round() as usize;
         let (s, b, n) = (self.meta.tile, self.layouts[0].bands, cfg.batch);
@@ -399,12 +389,7 @@ impl<'s> Session<'s> {
             NoiseSchedule::new(&meta.schedule)?,
             &device,
         );
-        let data = Dataset::new(
-            parts(&layouts, &z),
-            meta.tile,
-            meta.context_dates,
-            cfg.min_observed,
-        )?;
+        let data = dataset(&layouts, &z, &meta, cfg)?;
         meta.spread_scale =
             calibrate::spread_scale(&model, &data, history.seed, calibration_windows)?;
         history.wall_seconds += started.elapsed().as_secs_f64();
@@ -478,13 +463,20 @@ fn normalised(scene: &SceneArray, layout: &Layout, norm: &Normalisation) -> Vec<
         .collect()
 }
 
-/// The scenes as the dataset takes them.
-fn parts<'a>(layouts: &[Layout], z: &'a [Vec<f32>]) -> Vec<(Layout, &'a [f32])> {
-    layouts
-        .iter()
-        .copied()
-        .zip(z.iter().map(Vec::as_slice))
-        .collect()
+/// The training windows of the normalised scenes `z` for the model `meta`.
+fn dataset<'a>(
+    layouts: &[Layout],
+    z: &'a [Vec<f32>],
+    meta: &ModelMeta,
+    cfg: &TrainConfig,
+) -> Result<Dataset<'a>, ModelError> {
+    let parts = layouts.iter().copied().zip(z.iter().map(Vec::as_slice));
+    Dataset::new(
+        parts.collect(),
+        meta.tile,
+        meta.context_dates,
+        cfg.min_observed,
+    )
 }
 
 /// Metadata, normalisation and history of a new model for `scenes` (residual scale still empty).
