@@ -167,7 +167,7 @@ impl Cluster {
     pub async fn round(
         &self,
         version: usize,
-        report: &Mutex<Reporter>,
+        report: &mut Reporter,
         metrics: &TrainMetrics,
         (base, total): (usize, usize),
     ) -> anyhow::Result<Vec<Vec<u8>>> {
@@ -190,7 +190,7 @@ impl Cluster {
                 .unwrap_or(1)
                 == 0;
         if idle {
-            lock(report)?.line(&format!(
+            report.line(&format!(
                 "no worker consumes {} yet: the shards wait for `terrafill worker --broker …`",
                 wire::TRAIN_QUEUE
             ));
@@ -210,7 +210,7 @@ impl Cluster {
             // Local workers count their steps; a cluster's results are counted whole.
             let stepped = self.local.as_ref().map(local_steps).zip(steps_before);
             let in_round = stepped.map_or(done * h, |(now, before)| now - before);
-            lock(report)?.show(&model::TrainProgress {
+            report.show(&model::TrainProgress {
                 step: base + in_round.max(done * h).min(shards * h),
                 steps: total,
                 loss: f32::NAN,
@@ -226,7 +226,7 @@ impl Cluster {
                     if let Some(r) = self.decode(&event?.body, version) {
                         metrics.shard_seconds.observe(r.seconds);
                         if r.seconds > SLOW_SHARD.as_secs_f64() {
-                            lock(report)?.line(&format!(
+                            report.line(&format!(
                                 "shard {} took {:.0} s: keep a shard well below RabbitMQ's \
                                  consumer_timeout (30 min by default) with a smaller --inner-steps",
                                 r.shard, r.seconds
@@ -310,10 +310,4 @@ async fn fetch_missing(urls: &[String], results: &mut [Option<Vec<u8>>]) -> anyh
         }
     }
     Ok(())
-}
-
-fn lock(report: &Mutex<Reporter>) -> anyhow::Result<std::sync::MutexGuard<'_, Reporter>> {
-    report
-        .lock()
-        .map_err(|_| anyhow::anyhow!("progress lock poisoned"))
 }

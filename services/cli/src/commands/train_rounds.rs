@@ -6,7 +6,7 @@
 //! then `latest` naming it; each put atomic), so a killed run started again with the same
 //! arguments resumes from the last version; a version from another run is refused.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -103,22 +103,19 @@ pub async fn run(
     let (mut done, mut version) =
         resume_or_start(checkpoint, &scenes, &tcfg, &device, plan).await?;
     let total = plan.rounds * plan.inner_steps * plan.shards;
-    let report = Arc::new(Mutex::new(Reporter::new(total, metrics.clone())));
+    let mut report = Reporter::new(total, metrics.clone());
     if done > 0 {
-        report
-            .lock()
-            .map_err(|_| anyhow::anyhow!("progress lock poisoned"))?
-            .line(&format!(
-                "resuming at version {done} of {} ({})",
-                plan.rounds,
-                version_url(checkpoint, done)
-            ));
+        report.line(&format!(
+            "resuming at version {done} of {} ({})",
+            plan.rounds,
+            version_url(checkpoint, done)
+        ));
     }
     while done < plan.rounds {
         let started = Instant::now();
         let base = done * plan.inner_steps * plan.shards;
         let results = cluster
-            .round(done, &report, &metrics, (base, total))
+            .round(done, &mut report, &metrics, (base, total))
             .await?;
         metrics
             .checkpoint_bytes
@@ -136,29 +133,21 @@ pub async fn run(
             .map_or(f32::NAN, |l| l.1);
         metrics.loss.set(f64::from(loss));
         let secs = started.elapsed().as_secs_f64();
-        let mut r = report
-            .lock()
-            .map_err(|_| anyhow::anyhow!("progress lock poisoned"))?;
-        r.show(&model::TrainProgress {
+        report.show(&model::TrainProgress {
             step: done * plan.inner_steps * plan.shards,
             steps: total,
             loss,
         });
-        r.line(&format!(
+        report.line(&format!(
             "round {done}/{}: loss {loss:.4}, {:.2} steps/s over {} workers, version {}",
             plan.rounds,
             (plan.inner_steps * plan.shards) as f64 / secs.max(1e-9),
             plan.shards,
             version_url(checkpoint, done)
         ));
-        drop(r);
         version = next;
     }
-    if let Ok(r) = Arc::try_unwrap(report) {
-        if let Ok(r) = r.into_inner() {
-            r.finish();
-        }
-    }
+    report.finish();
     tokio::task::spawn_blocking(move || rounds::finish(&scenes, &tcfg, &version, &device))
         .await?
         .context("calibrating the final version")
