@@ -232,9 +232,12 @@ pub struct EvalArgs {
 /// `train`.
 #[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
-    /// Scenes to learn from (their observed pixels): one, or several with the same bands and
-    /// rank (`[band, y, x]` or `[time, band, y, x]`), whose windows are drawn in proportion to
-    /// their size.
+    /// Scenes to learn from (their observed pixels): one, or several with the same number of
+    /// bands, whose windows are drawn in proportion to their size. Each is a URL, optionally
+    /// with `#bands=I,J,…` (0-based) to take those bands in that order; a prefix ending in `/`
+    /// (every `*.zarr` group directly below it); or `@LIST` (a file or object with one of these
+    /// per line, `#` comments). With a `[band, y, x]` scene among them the model is a
+    /// single-image one and each date of a time series is one more image.
     #[arg(required = true, num_args = 1..)]
     pub scenes: Vec<String>,
     /// Where to write the checkpoint (any supported URL).

@@ -5,6 +5,7 @@
 //! after that, through one path ([`settle`]; DESIGN.md §6: ack late). A crash at any point loses
 //! no finished work; a redelivered task rewrites the same bytes.
 
+mod corpus;
 mod diffusion;
 mod error;
 mod job;
@@ -23,7 +24,7 @@ use telemetry::{Health, Shutdown};
 pub use error::WorkerError;
 pub use job::{JobCache, JobContext};
 pub use metrics::WorkerMetrics;
-pub use training::read_scene;
+pub use corpus::{open_corpus, CorpusError, SceneSpec};
 
 /// Worker settings (`[worker]` in the config file).
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
@@ -86,8 +87,9 @@ pub async fn run(
         .chunk_cache
         .clone()
         .unwrap_or_else(|| Arc::new(zarr_io::ChunkCache::new(zarr_io::DEFAULT_LIMIT_BYTES)));
-    let mut jobs = JobCache::new(chunks);
-    let mut trainer = training::Trainer::new(broker.clone(), cfg.job_key.clone(), device);
+    let mut jobs = JobCache::new(chunks.clone());
+    let mut trainer =
+        training::Trainer::new(broker.clone(), cfg.job_key.clone(), device, chunks);
     let linger = Duration::from_millis(cfg.linger_ms);
     let results = tiles::Results {
         broker: &broker,

@@ -10,35 +10,21 @@ use std::time::Instant;
 
 use broker::{Broker, Delivery, Message};
 use wire::v1::{ShardResult, ShardTask, TileOutcome, TrainJob};
-use zarr_io::Scene;
+use zarr_io::ChunkCache;
 
+use crate::corpus::{open_corpus, CorpusError};
 use crate::settle::{self, Settled};
 use crate::{WorkerError, WorkerMetrics};
 
-/// The whole scene as the model's array (`[band, y, x]` or `[time, band, y, x]`).
-///
-/// # Errors
-/// Store errors reading it.
-pub async fn read_scene(scene: &Scene) -> Result<model::SceneArray, zarr_io::ZarrIoError> {
-    let window = zarr_io::Window::new(0, 0, scene.height(), scene.width());
-    let data = scene.read_window(window).await?;
-    let mut shape = data.shape.clone();
-    if shape.len() == 2 {
-        shape.insert(0, 1);
-    }
-    Ok(model::SceneArray {
-        shape,
-        values: data.values,
-    })
-}
-
-/// Trains the shard tasks one worker takes; keeps the last job's scenes it read (the shards of
-/// one job read the same scenes every round).
+/// Trains the shard tasks one worker takes; keeps the last job's corpus (the shards of one job
+/// read the same scenes every round, so its scan is made once), whose windows are read through
+/// the worker's chunk cache.
 pub(crate) struct Trainer {
     broker: Arc<dyn Broker>,
     key: Option<wire::JobKey>,
     device: model::DeviceSpec,
-    scenes: Option<(String, Arc<Vec<model::SceneArray>>)>,
+    chunks: Arc<ChunkCache>,
+    corpus: Option<(String, Arc<model::Corpus>)>,
 }
 
 impl Trainer {
@@ -46,12 +32,14 @@ impl Trainer {
         broker: Arc<dyn Broker>,
         key: Option<wire::JobKey>,
         device: model::DeviceSpec,
+        chunks: Arc<ChunkCache>,
     ) -> Self {
         Self {
             broker,
             key,
             device,
-            scenes: None,
+            chunks,
+            corpus: None,
         }
     }
 
@@ -115,7 +103,11 @@ impl Trainer {
             .map_err(|e| bad(format!("its training settings do not decode: {e}")))?;
         let version_url = wire::train_keys::version(&job.checkpoint_url, version);
         let parent = zarr_io::get_bytes(&version_url).await.map_err(storage)?;
-        let scenes = self.scenes(job).await.map_err(storage)?;
+        let corpus = match self.corpus(job).await {
+            Ok(corpus) => corpus,
+            Err(CorpusError::Store(e)) => return Err(storage(e)),
+            Err(e) => return Err(bad(e.to_string())),
+        };
         let device = self
             .device
             .device()
@@ -127,7 +119,7 @@ impl Trainer {
         };
         let steps = metrics.train_steps.clone();
         let result = tokio::task::spawn_blocking(move || {
-            model::rounds::train_shard(&scenes, &cfg, &parent, &shard_task, &device, &mut |_| {
+            model::rounds::train_shard(&corpus, &cfg, &parent, &shard_task, &device, &mut |_| {
                 steps.inc();
             })
         })
@@ -139,31 +131,26 @@ impl Trainer {
         Ok(out)
     }
 
-    /// The job's scenes, read once per job.
-    async fn scenes(
-        &mut self,
-        job: &TrainJob,
-    ) -> Result<Arc<Vec<model::SceneArray>>, zarr_io::ZarrIoError> {
-        let key = format!(
-            "{}\n{}\n{}",
-            job.scene_urls.join("\n"),
-            job.array,
-            job.mask_array
-        );
-        if let Some((k, scenes)) = &self.scenes {
-            if *k == key {
-                return Ok(scenes.clone());
+    /// The job's corpus, opened once per job.
+    async fn corpus(&mut self, job: &TrainJob) -> Result<Arc<model::Corpus>, CorpusError> {
+        if let Some((id, corpus)) = &self.corpus {
+            if *id == job.job_id {
+                return Ok(corpus.clone());
             }
         }
         let mask = (!job.mask_array.is_empty()).then_some(job.mask_array.as_str());
-        let mut data = Vec::with_capacity(job.scene_urls.len());
-        for url in &job.scene_urls {
-            let scene = Scene::open(url, &job.array, mask).await?;
-            data.push(read_scene(&scene).await?);
-        }
-        let data = Arc::new(data);
-        self.scenes = Some((key, data.clone()));
-        Ok(data)
+        let corpus = Arc::new(
+            open_corpus(
+                &job.scene_urls,
+                &job.array,
+                mask,
+                self.chunks.clone(),
+                &job.job_id,
+            )
+            .await?,
+        );
+        self.corpus = Some((job.job_id.clone(), corpus.clone()));
+        Ok(corpus)
     }
 
     /// Publishes a shard report on the training exchange.

@@ -11,6 +11,7 @@ mod status_train;
 mod train;
 mod train_cluster;
 mod train_rounds;
+mod train_scenes;
 
 use crate::args::{Cli, Command};
 

@@ -1,11 +1,11 @@
 //! `train`: self-supervised training of the diffusion model on a scene's observed pixels.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use zarr_io::Scene;
 
 use crate::args::TrainArgs;
 use crate::config::Config;
@@ -24,7 +24,9 @@ pub async fn train(args: &TrainArgs, cfg: &Config) -> anyhow::Result<()> {
     .await?;
     let metrics = TrainMetrics::register(&registry)?;
     health.set_ready(true);
-    let data = read_scenes(args).await?;
+    let specs = super::train_scenes::expand(&args.scenes).await?;
+    let chunks = Arc::new(zarr_io::ChunkCache::new(super::train_scenes::cache_bytes()?));
+    let data = Arc::new(open_scenes(args, &specs, chunks.clone()).await?);
     let device = args.device.parse::<model::DeviceSpec>()?.device()?;
     let preset = match &args.model {
         Some(name) => name.parse::<model::Preset>()?,
@@ -37,15 +39,7 @@ pub async fn train(args: &TrainArgs, cfg: &Config) -> anyhow::Result<()> {
     match args.tile {
         Some(t) => tcfg.tile = t,
         None => {
-            let size = |s: &model::SceneArray| {
-                let n = s.shape.len();
-                (s.shape[n - 2], s.shape[n - 1])
-            };
-            let (h, w) = data
-                .iter()
-                .map(size)
-                .min_by_key(|&(h, w)| h.min(w))
-                .unwrap_or_default();
+            let (h, w) = data.smallest();
             let preset_tile = tcfg.tile;
             if let Some(t) = tcfg.fit_tile(h, w) {
                 eprintln!(
@@ -92,7 +86,7 @@ pub async fn train(args: &TrainArgs, cfg: &Config) -> anyhow::Result<()> {
                              depends on it, so it is not taken from the cluster's size)"
                         );
                     }
-                    let cluster = Cluster::connect(url, args, &tcfg, &plan).await?;
+                    let cluster = Cluster::connect(url, args, &specs, &tcfg, &plan).await?;
                     eprintln!(
                         "training job {} on the cluster at {}: {} shards per round",
                         cluster.job_id(),
@@ -101,7 +95,10 @@ pub async fn train(args: &TrainArgs, cfg: &Config) -> anyhow::Result<()> {
                     );
                     cluster
                 }
-                None => Cluster::embedded(args, &tcfg, &plan, &registry).await?,
+                None => {
+                    Cluster::embedded(args, &specs, &tcfg, &plan, &registry, chunks.clone())
+                        .await?
+                }
             };
             let out = rounds::run(
                 &args.checkpoint,
@@ -241,28 +238,21 @@ impl Reporter {
     }
 }
 
-/// Every scene of `args`, read whole; they must share rank and bands (named when not).
-async fn read_scenes(args: &TrainArgs) -> anyhow::Result<Vec<model::SceneArray>> {
-    let mut out: Vec<model::SceneArray> = Vec::with_capacity(args.scenes.len());
-    for url in &args.scenes {
-        let scene = Scene::open(url, &args.array, args.mask_array.as_deref()).await?;
-        let data = worker::read_scene(&scene)
-            .await
-            .with_context(|| format!("reading {url}"))?;
-        if let Some(first) = out.first() {
-            let lead = |s: &model::SceneArray| s.shape[..s.shape.len() - 2].to_vec();
-            let (a, b) = (lead(first), lead(&data));
-            if a.len() != b.len() || a.last() != b.last() {
-                anyhow::bail!(
-                    "{url} has lead dimensions {b:?} but {} has {a:?}: one model trains on \
-                     scenes with the same bands and rank ([band, y, x] or [time, band, y, x])",
-                    args.scenes[0]
-                );
-            }
-        }
-        out.push(data);
-    }
-    Ok(out)
+/// The scenes `specs` as one training corpus, read window by window through `chunks`.
+async fn open_scenes(
+    args: &TrainArgs,
+    specs: &[String],
+    chunks: Arc<zarr_io::ChunkCache>,
+) -> anyhow::Result<model::Corpus> {
+    worker::open_corpus(
+        specs,
+        &args.array,
+        args.mask_array.as_deref(),
+        chunks,
+        "train",
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// The tile size a checkpoint was trained for.

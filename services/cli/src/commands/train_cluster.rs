@@ -49,36 +49,41 @@ struct LocalWorkers {
 }
 
 impl Cluster {
-    /// Connects to the broker at `url` and describes the job of `args` to its workers.
+    /// Connects to the broker at `url` and describes the job of `args` on the scenes `specs`
+    /// to its workers.
     ///
     /// # Errors
     /// An unreachable broker, a malformed job key, or settings that do not serialise.
     pub async fn connect(
         url: &str,
         args: &TrainArgs,
+        specs: &[String],
         tcfg: &model::TrainConfig,
         plan: &Plan,
     ) -> anyhow::Result<Self> {
         let broker = crate::embedded::connect(url).await?;
         let key = wire::JobKey::from_env()?;
-        Self::new(broker, key, args, tcfg, plan)
+        Self::new(broker, key, args, specs, tcfg, plan)
     }
 
     /// The in-process broker and `plan.shards` workers in this process on `args.device`
-    /// (their metrics in `registry`).
+    /// (their metrics in `registry`), reading the scenes through `chunks`.
     ///
     /// # Errors
     /// As [`Cluster::connect`], and metrics already registered.
     pub async fn embedded(
         args: &TrainArgs,
+        specs: &[String],
         tcfg: &model::TrainConfig,
         plan: &Plan,
         registry: &prometheus::Registry,
+        chunks: Arc<zarr_io::ChunkCache>,
     ) -> anyhow::Result<Self> {
         let broker = broker::connect(None).await?;
         let metrics = worker::WorkerMetrics::register(registry)?;
         let cfg = worker::WorkerConfig {
             device: args.device.clone(),
+            chunk_cache: Some(chunks),
             ..worker::WorkerConfig::default()
         };
         let local = LocalWorkers {
@@ -88,7 +93,7 @@ impl Cluster {
             tasks: tokio::task::JoinSet::new(),
             steps: metrics.train_steps.clone(),
         };
-        let mut cluster = Self::new(broker.clone(), None, args, tcfg, plan)?;
+        let mut cluster = Self::new(broker.clone(), None, args, specs, tcfg, plan)?;
         let mut local = local;
         for _ in 0..plan.shards {
             let (b, m, c) = (broker.clone(), metrics.clone(), cfg.clone());
@@ -118,6 +123,7 @@ impl Cluster {
         broker: Arc<dyn Broker>,
         key: Option<wire::JobKey>,
         args: &TrainArgs,
+        specs: &[String],
         tcfg: &model::TrainConfig,
         plan: &Plan,
     ) -> anyhow::Result<Self> {
@@ -127,7 +133,7 @@ impl Cluster {
             "train",
             &format!(
                 "{}|{}|{}|{}|{}|{}|{}",
-                args.scenes.join("|"),
+                specs.join("|"),
                 args.array,
                 mask_array,
                 args.checkpoint,
@@ -138,7 +144,7 @@ impl Cluster {
         );
         let job = TrainJob {
             job_id: id.to_string(),
-            scene_urls: args.scenes.clone(),
+            scene_urls: specs.to_vec(),
             array: args.array.clone(),
             mask_array,
             checkpoint_url: args.checkpoint.clone(),

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use model::rounds::{self, OuterConfig};
-use model::{Device, SceneArray, TrainConfig};
+use model::{Corpus, Device, TrainConfig};
 
 use crate::args::TrainArgs;
 use crate::train_metrics::TrainMetrics;
@@ -91,17 +91,16 @@ use wire::train_keys::{self, version as version_url, versions_dir};
 /// Store failures (naming the object), a version from another run, and training errors.
 pub async fn run(
     checkpoint: &str,
-    scenes: Vec<SceneArray>,
+    corpus: Arc<Corpus>,
     tcfg: TrainConfig,
     device: Device,
     plan: &Plan,
     cluster: &Cluster,
     metrics: TrainMetrics,
 ) -> anyhow::Result<Vec<u8>> {
-    let scenes = Arc::new(scenes);
     let tcfg = Arc::new(tcfg);
     let (mut done, mut version) =
-        resume_or_start(checkpoint, &scenes, &tcfg, &device, plan).await?;
+        resume_or_start(checkpoint, &corpus, &tcfg, &device, plan).await?;
     let total = plan.rounds * plan.inner_steps * plan.shards;
     let mut report = Reporter::new(total, metrics.clone());
     if done > 0 {
@@ -148,7 +147,7 @@ pub async fn run(
         version = next;
     }
     report.finish();
-    tokio::task::spawn_blocking(move || rounds::finish(&scenes, &tcfg, &version, &device))
+    tokio::task::spawn_blocking(move || rounds::finish(&corpus, &tcfg, &version, &device))
         .await?
         .context("calibrating the final version")
 }
@@ -156,7 +155,7 @@ pub async fn run(
 /// The last written version of this run and its number, or a new version 0 (written).
 async fn resume_or_start(
     checkpoint: &str,
-    scenes: &Arc<Vec<SceneArray>>,
+    corpus: &Arc<Corpus>,
     tcfg: &Arc<TrainConfig>,
     device: &Device,
     plan: &Plan,
@@ -202,10 +201,10 @@ async fn resume_or_start(
             Ok((n, bytes))
         }
         Err(zarr_io::ZarrIoError::ObjectNotFound { .. }) => {
-            let (scenes, tcfg, device) = (scenes.clone(), tcfg.clone(), device.clone());
+            let (corpus, tcfg, device) = (corpus.clone(), tcfg.clone(), device.clone());
             let (shards, h) = (plan.shards, plan.inner_steps);
             let v0 = tokio::task::spawn_blocking(move || {
-                rounds::initial_version(&scenes, &tcfg, shards, h, &device)
+                rounds::initial_version(&corpus, &tcfg, shards, h, &device)
             })
             .await??;
             write_version(checkpoint, 0, &v0).await?;

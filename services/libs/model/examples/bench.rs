@@ -156,7 +156,7 @@ fn train_steps(
     // (before the report's matmul, after it, its rate)
     let mut marks: Vec<(Instant, Instant, f64)> = Vec::new();
     let mut failed = None;
-    model::train(std::slice::from_ref(&data), &cfg, None, dev, &mut |_| {
+    model::train(&model::Corpus::in_memory(vec![data.clone()])?, &cfg, None, dev, &mut |_| {
         let before = Instant::now();
         match mm.gflops() {
             Ok(matmul) => marks.push((before, Instant::now(), matmul)),

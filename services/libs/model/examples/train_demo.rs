@@ -55,7 +55,7 @@ fn main() -> anyhow::Result<()> {
     let start = Instant::now();
     let mut acc = (0f32, 0usize);
     let ckpt = train(
-        &[SceneArray { shape, values }],
+        &model::Corpus::in_memory(vec![SceneArray { shape, values }])?,
         &cfg,
         resume.as_deref(),
         &Device::Cpu,

@@ -26,7 +26,7 @@ const STREAM: u64 = u64::MAX - 1;
 /// (1 for bands without a measurement, and for every band when `windows` is 0).
 ///
 /// # Errors
-/// Tensor failures while sampling.
+/// Tensor failures while sampling, read errors of the corpus.
 pub(crate) fn spread_scale(
     model: &FillModel,
     data: &Dataset<'_>,
@@ -38,7 +38,9 @@ pub(crate) fn spread_scale(
     let s = data.tile();
     let per = b * s * s;
     let mut rng = ChaCha8Rng::seed_from_u64(mix(seed, STREAM));
-    let windows: Vec<_> = (0..windows).map(|_| data.sample(&mut rng)).collect();
+    let windows = (0..windows)
+        .map(|_| data.sample(&mut rng))
+        .collect::<Result<Vec<_>, _>>()?;
     let (mut err2, mut spread, mut count) = (vec![0f64; b], vec![0f64; b], vec![0usize; b]);
     let per_batch = (model.batch_for(s, s) / MEMBERS).max(1);
     for (c, chunk) in windows.chunks(per_batch).enumerate() {

@@ -2,6 +2,9 @@
 //! a random dihedral augmentation, synthetic gaps, the interpolation prior, and a forward-process
 //! draw of the residual (DDPM Algorithm 1).
 
+use std::ops::Range;
+use std::sync::Arc;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -9,10 +12,13 @@ use rayon::prelude::*;
 
 use tiling::Window;
 
+use crate::corpus::Corpus;
 use crate::denoise::v_target;
 use crate::gaps::{self, GapKind};
 use crate::layout::{write_cond, Layout};
+use crate::normalise::Normalisation;
 use crate::prior::idw_prior;
+use crate::scan::Scan;
 use crate::schedule::NoiseSchedule;
 use crate::seed::mix;
 use crate::ModelError;
@@ -39,7 +45,8 @@ pub(crate) struct Sample {
     pub residual: Vec<f32>,
 }
 
-/// Draws training samples from normalised scenes (one or several with the same bands).
+/// Draws training samples from a corpus (one or several scenes with the same bands), reading
+/// each window through the corpus's source.
 ///
 /// Each sample is a tile with a margin of context around it (half a tile each side, less on
 /// scenes under three tiles wide): gaps are drawn over the whole context window and the prior
@@ -47,130 +54,75 @@ pub(crate) struct Sample {
 /// A window never spans two scenes; scenes are drawn in proportion to their windows.
 #[derive(Debug)]
 pub(crate) struct Dataset<'a> {
-    /// The scenes: their layouts and normalised values.
-    parts: Vec<(Layout, &'a [f32])>,
-    tile: usize,
-    /// Context on each side of the tile.
-    margin: usize,
+    corpus: &'a Corpus,
+    scan: Arc<Scan>,
+    /// The model's normalisation (the scan's statistics, or a resumed checkpoint's).
+    norm: Normalisation,
     context_dates: usize,
-    /// (scene, date, y, x) of tiles whose target date is at least `min_observed` observed.
-    windows: Vec<(usize, usize, usize, usize)>,
-    /// (scene, date, y, x) of context windows with 5–70 % real gaps, to transplant as masks.
-    real_gaps: Vec<(usize, usize, usize, usize)>,
-}
-
-/// Summed-area table of `observed(date, y, x)` (all bands finite).
-fn integral(layout: &Layout, z: &[f32], date: usize) -> Vec<u32> {
-    let (h, w) = (layout.height, layout.width);
-    let mut s = vec![0u32; (h + 1) * (w + 1)];
-    for y in 0..h {
-        let mut row = 0u32;
-        for x in 0..w {
-            let ok =
-                (0..layout.bands).all(|b| z[layout.plane_offset(date, b) + y * w + x].is_finite());
-            row += u32::from(ok);
-            s[(y + 1) * (w + 1) + x + 1] = s[y * (w + 1) + x + 1] + row;
-        }
-    }
-    s
 }
 
 impl<'a> Dataset<'a> {
-    /// Index the windows of the scenes in `parts` (normalised, NaN = missing), which share their
-    /// bands and dates.
+    /// The windows of `corpus` for `tile`-px tiles at least `min_observed` observed (scanned on
+    /// first use), normalised by `norm`, with `context_dates` other dates as context.
     ///
     /// # Errors
-    /// [`ModelError::NoTrainingData`] when no window is observed enough; [`ModelError::Config`]
-    /// when a scene is smaller than a tile.
+    /// As [`Scan::new`].
     pub(crate) fn new(
-        parts: Vec<(Layout, &'a [f32])>,
+        corpus: &'a Corpus,
+        norm: Normalisation,
         tile: usize,
         context_dates: usize,
         min_observed: f32,
     ) -> Result<Self, ModelError> {
-        let mut smallest = usize::MAX;
-        for (layout, _) in &parts {
-            if layout.height < tile || layout.width < tile {
-                return Err(ModelError::Config {
-                    field: "tile",
-                    reason: format!(
-                        "{tile} exceeds the scene's {}x{} pixels",
-                        layout.height, layout.width
-                    ),
-                });
-            }
-            smallest = smallest.min(layout.height.min(layout.width));
-        }
-        // Half a tile of context, less on scenes too small to leave tiles room to move.
-        let margin = (tile / 2).min(smallest.saturating_sub(tile) / 4);
-        let stride = (tile / 8).max(1);
-        let area = (tile * tile) as f32;
-        let (mut windows, mut real_gaps) = (Vec::new(), Vec::new());
-        for (part, (layout, z)) in parts.iter().enumerate() {
-            for date in 0..layout.times {
-                let s = integral(layout, z, date);
-                let w1 = layout.width + 1;
-                let count = |y: usize, x: usize| {
-                    s[(y + tile) * w1 + x + tile] + s[y * w1 + x]
-                        - s[y * w1 + x + tile]
-                        - s[(y + tile) * w1 + x]
-                };
-                for y in (margin..=layout.height - tile - margin).step_by(stride) {
-                    for x in (margin..=layout.width - tile - margin).step_by(stride) {
-                        let frac = count(y, x) as f32 / area;
-                        if frac >= min_observed {
-                            windows.push((part, date, y, x));
-                        }
-                        if (0.3..=0.95).contains(&frac)
-                            && y % (stride * 4) == 0
-                            && x % (stride * 4) == 0
-                        {
-                            real_gaps.push((part, date, y - margin, x - margin));
-                        }
-                    }
-                }
-            }
-        }
-        if windows.is_empty() {
-            return Err(ModelError::NoTrainingData {
-                tile,
-                min_fraction: min_observed,
-            });
-        }
         Ok(Self {
-            parts,
-            tile,
-            margin,
+            corpus,
+            scan: corpus.scan(tile, min_observed)?,
+            norm,
             context_dates,
-            windows,
-            real_gaps,
         })
     }
 
     /// Tile side.
     pub(crate) fn tile(&self) -> usize {
-        self.tile
+        self.scan.tile()
+    }
+
+    /// Context on each side of the tile.
+    fn margin(&self) -> usize {
+        self.scan.margin
     }
 
     /// Side of a context window.
     fn span(&self) -> usize {
-        self.tile + 2 * self.margin
+        self.tile() + 2 * self.margin()
     }
 
     /// The bands per date (every scene's).
     fn bands(&self) -> usize {
-        self.parts[0].0.bands
+        self.corpus.bands()
     }
 
-    /// Copy the `span`² window at (y0, x0) of all dates of scene `part`, transformed by
-    /// dihedral element `aug` (0..8). The tile sits at the centre, so every transform keeps it
-    /// there.
-    fn extract(&self, part: usize, y0: usize, x0: usize, aug: u8) -> Vec<f32> {
+    /// The `span`² window at (y0, x0) of dates `dates` of scene `part`, normalised and
+    /// transformed by dihedral element `aug` (0..8). The tile sits at the centre, so every
+    /// transform keeps it there.
+    fn extract(
+        &self,
+        part: usize,
+        dates: Range<usize>,
+        y0: usize,
+        x0: usize,
+        aug: u8,
+    ) -> Result<Vec<f32>, ModelError> {
         let s = self.span();
-        let (l, z) = (&self.parts[part].0, self.parts[part].1);
-        let mut out = vec![0f32; l.times * l.bands * s * s];
-        for (p, plane) in out.chunks_exact_mut(s * s).enumerate() {
-            let base = p * l.plane();
+        let b = self.bands();
+        let raw = self.corpus.source().read(part, dates, (y0, x0, s, s))?;
+        let mut out = vec![0f32; raw.len()];
+        for (p, (plane, src)) in out
+            .chunks_exact_mut(s * s)
+            .zip(raw.chunks_exact(s * s))
+            .enumerate()
+        {
+            let band = p % b;
             for y in 0..s {
                 for x in 0..s {
                     let (mut sy, mut sx) = if aug & 4 != 0 { (x, y) } else { (y, x) };
@@ -180,49 +132,66 @@ impl<'a> Dataset<'a> {
                     if aug & 2 != 0 {
                         sx = s - 1 - sx;
                     }
-                    plane[y * s + x] = z[base + (y0 + sy) * l.width + x0 + sx];
+                    let v = src[sy * s + sx];
+                    plane[y * s + x] = if v.is_finite() {
+                        self.norm.forward(band, v)
+                    } else {
+                        f32::NAN
+                    };
                 }
             }
         }
-        out
+        Ok(out)
     }
 
     /// A synthetic gap mask over a context window.
-    fn gap(&self, rng: &mut impl Rng) -> Vec<bool> {
-        let kinds = if self.real_gaps.is_empty() { 3 } else { 4 };
+    fn gap(&self, rng: &mut impl Rng) -> Result<Vec<bool>, ModelError> {
+        let real = &self.scan.real_gaps;
+        let kinds = if real.is_empty() { 3 } else { 4 };
         let kind = match rng.random_range(0..kinds) {
             0 => GapKind::Blobs,
             1 => GapKind::Stripes,
             2 => GapKind::Boxes,
             _ => {
-                let (p, d, y, x) = self.real_gaps[rng.random_range(0..self.real_gaps.len())];
-                let win = self.extract(p, y, x, rng.random_range(0..8));
+                let (p, d, y, x) = self.scan.real_gap(rng.random_range(0..real.len()));
+                let win = self.extract(p, d..d + 1, y, x, rng.random_range(0..8))?;
                 let plane = self.span() * self.span();
                 let bands = self.bands();
-                let first = d * bands * plane;
-                return (0..plane)
-                    .map(|i| (0..bands).any(|b| !win[first + b * plane + i].is_finite()))
-                    .collect();
+                return Ok((0..plane)
+                    .map(|i| (0..bands).any(|b| !win[b * plane + i].is_finite()))
+                    .collect());
             }
         };
-        gaps::synth(kind, self.span(), rng)
+        Ok(gaps::synth(kind, self.span(), rng))
     }
 
     /// A random window with synthetic gaps, made into a conditioning stack and a residual.
-    pub(crate) fn sample(&self, rng: &mut impl Rng) -> Sample {
-        let (s, m, span, b) = (self.tile, self.margin, self.span(), self.bands());
-        let (part, date, y0, x0) = self.windows[rng.random_range(0..self.windows.len())];
-        let win = self.extract(part, y0 - m, x0 - m, rng.random_range(0..8));
-        let gap = self.gap(rng);
+    ///
+    /// # Errors
+    /// Read errors of the corpus.
+    pub(crate) fn sample(&self, rng: &mut impl Rng) -> Result<Sample, ModelError> {
+        let (s, m, span, b) = (self.tile(), self.margin(), self.span(), self.bands());
+        let (part, date, y0, x0) = self
+            .scan
+            .window(rng.random_range(0..self.scan.windows.len()));
+        // The dates the conditioning reads: the nearest `context_dates` others lie within
+        // `context_dates` of the target.
+        let layout = self.corpus.layouts()[part];
+        let k = self.context_dates;
+        let dates = date.saturating_sub(k)..(date + k + 1).min(layout.times);
+        let target = date - dates.start;
         let local = Layout {
             height: span,
             width: span,
-            ..self.parts[part].0
+            times: dates.len(),
+            ..layout
         };
+        let win = self.extract(part, dates, y0 - m, x0 - m, rng.random_range(0..8))?;
+        let gap = self.gap(rng)?;
         let tile = Window::new(m as u64, m as u64, s as u64, s as u64);
         let mut prior = Vec::with_capacity(b * s * s);
         for band in 0..b {
-            let plane = &win[local.plane_offset(date, band)..][..span * span];
+            let plane = &win[local.plane_offset(target, band)..][..span * span];
             prior.extend(idw_prior(plane, (span, span), Some(&gap), &tile));
         }
         let gap_tile: Vec<bool> = (0..s * s)
@@ -232,8 +201,8 @@ impl<'a> Dataset<'a> {
         write_cond(
             &local,
             &win,
-            date,
-            self.context_dates,
+            target,
+            k,
             (m, m, s, s),
             Some(&gap_tile),
             &prior,
@@ -241,7 +210,7 @@ impl<'a> Dataset<'a> {
         );
         let mut residual = Vec::with_capacity(b * s * s);
         for band in 0..b {
-            let plane = &win[local.plane_offset(date, band)..][..span * span];
+            let plane = &win[local.plane_offset(target, band)..][..span * span];
             for (i, &hidden) in gap_tile.iter().enumerate() {
                 let v = plane[(m + i / s) * span + m + i % s];
                 residual.push(if hidden {
@@ -251,16 +220,23 @@ impl<'a> Dataset<'a> {
                 });
             }
         }
-        Sample { cond, residual }
+        Ok(Sample { cond, residual })
     }
 
     /// Per-band root-mean-square of the residual z − prior over `n` samples' synthetic gaps: the
     /// scale that makes the diffused residual about unit-variance.
-    pub(crate) fn residual_scale(&self, n: usize, rng: &mut impl Rng) -> Vec<f64> {
-        let (b, plane) = (self.bands(), self.tile * self.tile);
+    ///
+    /// # Errors
+    /// Read errors of the corpus.
+    pub(crate) fn residual_scale(
+        &self,
+        n: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Vec<f64>, ModelError> {
+        let (b, plane) = (self.bands(), self.tile() * self.tile());
         let (mut ss, mut count) = (vec![0f64; b], vec![0usize; b]);
         for _ in 0..n {
-            let sample = self.sample(rng);
+            let sample = self.sample(rng)?;
             for (band, r) in sample.residual.chunks_exact(plane).enumerate() {
                 for &v in r.iter().filter(|v| v.is_finite()) {
                     ss[band] += f64::from(v).powi(2);
@@ -268,16 +244,20 @@ impl<'a> Dataset<'a> {
                 }
             }
         }
-        ss.iter()
+        Ok(ss
+            .iter()
             .zip(&count)
             .map(|(&s, &c)| (s / c.max(1) as f64).sqrt().max(1e-3))
-            .collect()
+            .collect())
     }
 
     /// Draw `n` samples into a batch; `scale` is [`Dataset::residual_scale`]. Sample i draws from
     /// its own stream `mix(seed, i)`, so the samples are assembled in parallel and the batch does
     /// not depend on the thread count. The first `at_last_step` samples take t = T−1, the others a
     /// uniform t.
+    ///
+    /// # Errors
+    /// Read errors of the corpus.
     pub(crate) fn batch(
         &self,
         n: usize,
@@ -285,13 +265,13 @@ impl<'a> Dataset<'a> {
         schedule: &NoiseSchedule,
         scale: &[f64],
         seed: u64,
-    ) -> Batch {
-        let plane = self.tile * self.tile;
+    ) -> Result<Batch, ModelError> {
+        let plane = self.tile() * self.tile();
         let parts: Vec<Batch> = (0..n)
             .into_par_iter()
             .map(|i| {
                 let mut rng = ChaCha8Rng::seed_from_u64(mix(seed, i as u64));
-                let sample = self.sample(&mut rng);
+                let sample = self.sample(&mut rng)?;
                 let drawn = rng.random_range(0..schedule.len());
                 let t = if i < at_last_step {
                     schedule.len() - 1
@@ -320,9 +300,9 @@ impl<'a> Dataset<'a> {
                         out.weight.push(if v.is_finite() { 1.0 } else { 0.0 });
                     }
                 }
-                out
+                Ok(out)
             })
-            .collect();
+            .collect::<Result<_, ModelError>>()?;
         let mut out = Batch::default();
         for p in parts {
             out.x_t.extend(p.x_t);
@@ -331,7 +311,7 @@ impl<'a> Dataset<'a> {
             out.v.extend(p.v);
             out.weight.extend(p.weight);
         }
-        out
+        Ok(out)
     }
 }
 
@@ -341,29 +321,47 @@ mod tests {
 
     use super::*;
     use crate::schedule::ScheduleConfig;
+    use crate::SceneArray;
+
+    fn scene(shape: &[usize], values: Vec<f32>) -> SceneArray {
+        SceneArray {
+            shape: shape.to_vec(),
+            values,
+        }
+    }
+
+    fn dataset(corpus: &Corpus, tile: usize) -> Result<Dataset<'_>, ModelError> {
+        let stats = corpus.scan(tile, 0.9)?.stats.clone();
+        Dataset::new(corpus, stats, tile, 0, 0.9)
+    }
+
+    fn windows(ds: &Dataset<'_>) -> Vec<(usize, usize, usize, usize)> {
+        (0..ds.scan.windows.len())
+            .map(|k| ds.scan.window(k))
+            .collect()
+    }
 
     #[test]
     fn windows_avoid_missing_areas_and_batches_have_the_right_sizes() -> anyhow::Result<()> {
         // 1 band, 24x24, left half missing; tiles of 8 with 4 pixels of context.
-        let layout = Layout::from_shape(&[1, 24, 24], 576)?;
         let z: Vec<f32> = (0..576)
-            .map(|i| if i % 24 < 12 { f32::NAN } else { 1.0 })
+            .map(|i| if i % 24 < 12 { f32::NAN } else { (i % 7) as f32 })
             .collect();
-        let ds = Dataset::new(vec![(layout, &z)], 8, 0, 0.9)?;
-        assert_eq!(ds.margin, 4);
-        assert!(ds
-            .windows
+        let corpus = Corpus::in_memory(vec![scene(&[1, 24, 24], z)])?;
+        let ds = dataset(&corpus, 8)?;
+        assert_eq!(ds.margin(), 4);
+        assert!(windows(&ds)
             .iter()
             .all(|&(_, _, y, x)| x == 12 && (4..=12).contains(&y)));
-        assert!(!ds.real_gaps.is_empty());
+        assert!(!ds.scan.real_gaps.is_empty());
         let sched = NoiseSchedule::new(&ScheduleConfig::default())?;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        let scale = ds.residual_scale(8, &mut rng);
+        let scale = ds.residual_scale(8, &mut rng)?;
         assert!(scale[0] > 0.0 && scale[0].is_finite());
-        let b = ds.batch(3, 0, &sched, &scale, 7);
+        let b = ds.batch(3, 0, &sched, &scale, 7)?;
         assert_eq!(
             b.x_t,
-            ds.batch(3, 0, &sched, &scale, 7).x_t,
+            ds.batch(3, 0, &sched, &scale, 7)?.x_t,
             "same seed, same batch"
         );
         assert_eq!(
@@ -371,7 +369,7 @@ mod tests {
             (192, 576, 3, 192)
         );
         assert!(b.weight.iter().any(|&w| w > 0.0));
-        let last = ds.batch(3, 2, &sched, &scale, 7);
+        let last = ds.batch(3, 2, &sched, &scale, 7)?;
         let top = sched.len() as u32 - 1;
         assert_eq!(
             last.t,
@@ -379,39 +377,75 @@ mod tests {
             "two samples at T−1, the third unchanged"
         );
         assert_eq!(last.cond, b.cond, "the share changes t, not the windows");
-        assert!(Dataset::new(vec![(layout, &z)], 32, 0, 0.9).is_err());
+        assert!(dataset(&corpus, 32).is_err());
         Ok(())
     }
 
     #[test]
     fn several_scenes_share_one_index_and_windows_stay_inside_each() -> anyhow::Result<()> {
         // A 24x24 scene observed on its right half and a fully observed 16x40 one.
-        let a = Layout::from_shape(&[1, 24, 24], 576)?;
         let za: Vec<f32> = (0..576)
             .map(|i| if i % 24 < 12 { f32::NAN } else { 1.0 })
             .collect();
-        let b = Layout::from_shape(&[1, 16, 40], 640)?;
-        let zb = vec![2.0f32; 640];
-        let one = Dataset::new(vec![(a, &za)], 8, 0, 0.9)?;
-        let both = Dataset::new(vec![(a, &za), (b, &zb)], 8, 0, 0.9)?;
+        let (a, b) = (scene(&[1, 24, 24], za), scene(&[1, 16, 40], vec![2.0; 640]));
+        let one = Corpus::in_memory(vec![a.clone()])?;
+        let both = Corpus::in_memory(vec![a, b])?;
+        let (one, both_ds) = (dataset(&one, 8)?, dataset(&both, 8)?);
         // The smaller scene limits the context: (16 − 8) / 4.
-        assert_eq!(both.margin, 2);
-        assert!(both.windows.iter().any(|w| w.0 == 0) && both.windows.iter().any(|w| w.0 == 1));
-        for &(p, _, y, x) in &both.windows {
-            let l = [a, b][p];
+        assert_eq!(both_ds.margin(), 2);
+        let all = windows(&both_ds);
+        assert!(all.iter().any(|w| w.0 == 0) && all.iter().any(|w| w.0 == 1));
+        for &(p, _, y, x) in &all {
+            let l = both.layouts()[p];
             assert!(y + 8 + 2 <= l.height && x + 8 + 2 <= l.width && y >= 2 && x >= 2);
         }
-        // Every sample of scene b reads only b's values (2.0): its windows never reach into a.
+        // Every sample of scene b reads only b's values: its windows never reach into a.
+        let want = [both_ds.norm.forward(0, 1.0), both_ds.norm.forward(0, 2.0)];
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         for _ in 0..50 {
-            let (p, _, y, x) = both.windows[rng.random_range(0..both.windows.len())];
-            let win = both.extract(p, y - 2, x - 2, rng.random_range(0..8));
-            let want = if p == 1 { 2.0 } else { 1.0 };
-            assert!(win.iter().filter(|v| v.is_finite()).all(|&v| v == want));
+            let (p, d, y, x) = all[rng.random_range(0..all.len())];
+            let win = both_ds.extract(p, d..d + 1, y - 2, x - 2, rng.random_range(0..8))?;
+            assert!(win.iter().filter(|v| v.is_finite()).all(|&v| v == want[p]));
         }
-        assert!(one.windows.len() < both.windows.len());
-        let wrong = Layout::from_shape(&[1, 6, 40], 240)?;
-        assert!(Dataset::new(vec![(a, &za), (wrong, &zb[..240])], 8, 0, 0.9).is_err());
+        assert!(windows(&one).len() < all.len());
+        let wrong = Corpus::in_memory(vec![
+            scene(&[1, 24, 24], vec![1.0; 576]),
+            scene(&[1, 6, 40], vec![2.0; 240]),
+        ])?;
+        assert!(dataset(&wrong, 8).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn a_time_series_window_reads_only_the_dates_its_conditioning_needs() -> anyhow::Result<()> {
+        // 6 dates × 1 band × 16×16; date d holds the value d + 1 everywhere.
+        let values: Vec<f32> = (0..6 * 256).map(|i| (i / 256 + 1) as f32).collect();
+        let corpus = Corpus::in_memory(vec![scene(&[6, 1, 16, 16], values)])?;
+        let norm = Normalisation {
+            mean: vec![0.0],
+            std: vec![1.0],
+            min: vec![0.0],
+            max: vec![6.0],
+        };
+        let ds = Dataset::new(&corpus, norm, 8, 2, 0.9)?;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        for _ in 0..20 {
+            let sample = ds.sample(&mut rng)?;
+            // Channels: target (value, mask), two context (value, mask) pairs, the prior.
+            let plane = 64;
+            let ctx: Vec<f32> = [2, 4]
+                .iter()
+                .map(|&c| sample.cond[c * plane])
+                .collect();
+            let target = sample.cond[..plane]
+                .iter()
+                .copied()
+                .find(|v| *v != 0.0)
+                .unwrap_or(0.0);
+            // The context dates are the target's nearest others.
+            assert!(target > 0.0);
+            assert!(ctx.iter().all(|&c| c != target && (c - target).abs() <= 2.0));
+        }
         Ok(())
     }
 }

@@ -97,6 +97,14 @@ pub enum ModelError {
         /// What differs.
         reason: String,
     },
+    /// A training scene could not be read.
+    #[error("reading training windows of {scene}: {reason}")]
+    Read {
+        /// The scene (its URL).
+        scene: String,
+        /// What failed.
+        reason: String,
+    },
     /// Training diverged.
     #[error("training diverged: loss is {loss} at step {step}")]
     Diverged {

@@ -13,6 +13,7 @@
 pub mod blocks;
 mod calibrate;
 mod checkpoint;
+mod corpus;
 pub mod conv;
 mod dataset;
 mod denoise;
@@ -28,6 +29,7 @@ mod preset;
 mod prior;
 pub mod rounds;
 mod sampler;
+mod scan;
 pub mod schedule;
 mod seed;
 mod train;
@@ -47,6 +49,7 @@ mod testing {
 
 pub use candle_core::Device;
 pub use checkpoint::{ModelMeta, RoundsState, TrainingHistory, FORMAT as CHECKPOINT_FORMAT};
+pub use corpus::{Corpus, SceneSource};
 pub use device::DeviceSpec;
 pub use error::ModelError;
 pub use fill::{FillModel, TileInput, TileOutput};

@@ -35,42 +35,13 @@ impl Normalisation {
     /// # Errors
     /// [`ModelError::Config`] when a band has no observed pixel.
     pub fn from_parts(parts: &[(Layout, &[f32])]) -> Result<Self, ModelError> {
-        let b = parts.first().map_or(0, |p| p.0.bands);
-        let (mut n, mut s, mut ss) = (vec![0usize; b], vec![0f64; b], vec![0f64; b]);
-        let (mut lo, mut hi) = (vec![f64::INFINITY; b], vec![f64::NEG_INFINITY; b]);
+        let mut m = Moments::new(parts.first().map_or(0, |p| p.0.bands));
         for (layout, values) in parts {
             for (plane, chunk) in values.chunks_exact(layout.plane()).enumerate() {
-                let band = plane % b;
-                for &v in chunk.iter().filter(|v| v.is_finite()) {
-                    let v = f64::from(v);
-                    n[band] += 1;
-                    s[band] += v;
-                    ss[band] += v * v;
-                    lo[band] = lo[band].min(v);
-                    hi[band] = hi[band].max(v);
-                }
+                m.add(plane % layout.bands, chunk);
             }
         }
-        let mut mean = Vec::with_capacity(b);
-        let mut std = Vec::with_capacity(b);
-        for band in 0..b {
-            if n[band] == 0 {
-                return Err(ModelError::Config {
-                    field: "scene",
-                    reason: format!("band {band} has no observed pixel"),
-                });
-            }
-            let m = s[band] / n[band] as f64;
-            let var = (ss[band] / n[band] as f64 - m * m).max(0.0);
-            mean.push(m);
-            std.push(var.sqrt().max(1e-6 * m.abs().max(1.0)));
-        }
-        Ok(Self {
-            mean,
-            std,
-            min: lo,
-            max: hi,
-        })
+        m.finish()
     }
 
     /// Number of bands.
@@ -118,6 +89,70 @@ impl Normalisation {
                 ),
             })
         }
+    }
+}
+
+/// Running per-band sums of observed values, from which [`Normalisation`] is made.
+#[derive(Debug, Clone)]
+pub(crate) struct Moments {
+    n: Vec<usize>,
+    sum: Vec<f64>,
+    sum_sq: Vec<f64>,
+    lo: Vec<f64>,
+    hi: Vec<f64>,
+}
+
+impl Moments {
+    /// Nothing seen yet, for `bands` bands.
+    pub(crate) fn new(bands: usize) -> Self {
+        Self {
+            n: vec![0; bands],
+            sum: vec![0.0; bands],
+            sum_sq: vec![0.0; bands],
+            lo: vec![f64::INFINITY; bands],
+            hi: vec![f64::NEG_INFINITY; bands],
+        }
+    }
+
+    /// Counts the finite values of `values` for `band`.
+    pub(crate) fn add(&mut self, band: usize, values: &[f32]) {
+        for &v in values.iter().filter(|v| v.is_finite()) {
+            let v = f64::from(v);
+            self.n[band] += 1;
+            self.sum[band] += v;
+            self.sum_sq[band] += v * v;
+            self.lo[band] = self.lo[band].min(v);
+            self.hi[band] = self.hi[band].max(v);
+        }
+    }
+
+    /// The statistics.
+    ///
+    /// # Errors
+    /// [`ModelError::Config`] when a band has no observed pixel.
+    pub(crate) fn finish(self) -> Result<Normalisation, ModelError> {
+        let b = self.n.len();
+        let mut mean = Vec::with_capacity(b);
+        let mut std = Vec::with_capacity(b);
+        for band in 0..b {
+            if self.n[band] == 0 {
+                return Err(ModelError::Config {
+                    field: "scene",
+                    reason: format!("band {band} has no observed pixel"),
+                });
+            }
+            let n = self.n[band] as f64;
+            let m = self.sum[band] / n;
+            let var = (self.sum_sq[band] / n - m * m).max(0.0);
+            mean.push(m);
+            std.push(var.sqrt().max(1e-6 * m.abs().max(1.0)));
+        }
+        Ok(Normalisation {
+            mean,
+            std,
+            min: self.lo,
+            max: self.hi,
+        })
     }
 }
 

@@ -27,7 +27,8 @@ use crate::checkpoint::{
 };
 use crate::seed::mix;
 use crate::train::{Session, TrainConfig, TrainProgress};
-use crate::{ModelError, SceneArray};
+use crate::corpus::Corpus;
+use crate::ModelError;
 
 /// The outer optimiser of a round.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -74,19 +75,19 @@ impl ShardTask {
     }
 }
 
-/// Version 0 of a run on `scenes`: initial weights, normalisation and residual scale.
+/// Version 0 of a run on `corpus`: initial weights, normalisation and residual scale.
 /// `cfg.steps` is the run's total of inner steps (R·H).
 ///
 /// # Errors
 /// As [`crate::train()`].
 pub fn initial_version(
-    scenes: &[SceneArray],
+    corpus: &Corpus,
     cfg: &TrainConfig,
     shards: usize,
     inner_steps: usize,
     device: &Device,
 ) -> Result<Vec<u8>, ModelError> {
-    let mut session = Session::open(scenes, cfg, None, device)?;
+    let mut session = Session::open(corpus, cfg, None, device)?;
     session.history.rounds = Some(RoundsState {
         version: 0,
         shards,
@@ -104,7 +105,7 @@ pub fn initial_version(
 /// A version that does not decode or is not a rounds version, a task that does not fit it, and
 /// everything [`crate::train()`] reports.
 pub fn train_shard(
-    scenes: &[SceneArray],
+    corpus: &Corpus,
     cfg: &TrainConfig,
     version: &[u8],
     task: &ShardTask,
@@ -123,7 +124,7 @@ pub fn train_shard(
             ),
         });
     }
-    let mut session = Session::open(scenes, cfg, Some(version), device)?;
+    let mut session = Session::open(corpus, cfg, Some(version), device)?;
     let until = session.history.step + task.inner_steps;
     if until > cfg.steps {
         return Err(ModelError::Config {
@@ -273,18 +274,18 @@ fn shard_mean(shards: &[Checkpoint], name: &str) -> Result<Vec<f64>, ModelError>
     Ok(acc)
 }
 
-/// The final checkpoint of a run: `version` with its spread calibration fitted on `scenes`
+/// The final checkpoint of a run: `version` with its spread calibration fitted on `corpus`
 /// (`cfg.calibration_windows`) and without the outer momentum.
 ///
 /// # Errors
 /// As [`crate::train()`].
 pub fn finish(
-    scenes: &[SceneArray],
+    corpus: &Corpus,
     cfg: &TrainConfig,
     version: &[u8],
     device: &Device,
 ) -> Result<Vec<u8>, ModelError> {
-    Session::open(scenes, cfg, Some(version), device)?
+    Session::open(corpus, cfg, Some(version), device)?
         .finish(cfg.calibration_windows, cfg.save_optimizer)
 }
 

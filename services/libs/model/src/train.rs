@@ -26,7 +26,8 @@ use crate::optim::AdamW;
 use crate::schedule::{NoiseSchedule, ScheduleConfig};
 use crate::seed::mix;
 use crate::unet::{UNet, UNetConfig};
-use crate::{ModelError, SceneArray};
+use crate::corpus::Corpus;
+use crate::ModelError;
 
 /// Training settings. `Default` is the `small` preset (the original 0.2 M-parameter net); users
 /// get [`crate::Preset::for_device`]'s config (see the crate README for measurements).
@@ -159,20 +160,20 @@ fn init_vars(vm: &VarMap, seed: u64) -> Result<(), ModelError> {
     Ok(())
 }
 
-/// Train (or resume training) a fill model on `scenes` (one or several with the same bands and
+/// Train (or resume training) a fill model on `corpus` (one or several scenes with the same bands and
 /// rank; windows are drawn from all of them) and return the checkpoint bytes.
 ///
 /// # Errors
 /// Bad shapes or configs, scenes that do not agree, a checkpoint that does not match them, no
 /// observed windows, tensor failures, and a non-finite loss ([`ModelError::Diverged`]).
 pub fn train(
-    scenes: &[SceneArray],
+    corpus: &Corpus,
     cfg: &TrainConfig,
     resume: Option<&[u8]>,
     device: &Device,
     progress: &mut dyn FnMut(&TrainProgress),
 ) -> Result<Vec<u8>, ModelError> {
-    let mut session = Session::open(scenes, cfg, resume, device)?;
+    let mut session = Session::open(corpus, cfg, resume, device)?;
     session.run(cfg.steps, cfg.steps, &|step| step as u64, progress)?;
     session.finish(cfg.calibration_windows, cfg.save_optimizer)
 }
@@ -182,10 +183,8 @@ pub fn train(
 /// steps through it.
 pub(crate) struct Session<'s> {
     cfg: &'s TrainConfig,
-    /// The scenes' layouts (same rank and bands).
-    layouts: Vec<Layout>,
-    /// The scenes in normalised units (NaN = missing).
-    z: Vec<Vec<f32>>,
+    /// The training windows, read from the corpus as they are drawn.
+    data: Dataset<'s>,
     pub(crate) meta: ModelMeta,
     pub(crate) norm: Normalisation,
     pub(crate) history: TrainingHistory,
@@ -200,28 +199,26 @@ impl<'s> Session<'s> {
     /// Set up from a fresh initialisation (`resume` = `None`) or from checkpoint bytes, whose
     /// normalisation, scales and moments are kept.
     pub(crate) fn open(
-        scenes: &[SceneArray],
+        corpus: &'s Corpus,
         cfg: &'s TrainConfig,
         resume: Option<&[u8]>,
         device: &Device,
     ) -> Result<Self, ModelError> {
-        let layouts = layouts(scenes)?;
-        let layout = layouts[0];
         let prior = resume.map(Checkpoint::decode).transpose()?;
         let (meta, norm, mut history) = match &prior {
             Some(c) => {
-                if c.meta.lead_shape.len() != layout.lead_shape().len()
-                    || c.meta.unet.data_channels != layout.bands
+                if c.meta.lead_shape.len() != corpus.lead_shape().len()
+                    || c.meta.unet.data_channels != corpus.bands()
                 {
                     return Err(ModelError::Shape {
                         what: "scene lead dims vs the resumed checkpoint".into(),
                         expected: c.meta.lead_shape.clone(),
-                        got: layout.lead_shape(),
+                        got: corpus.lead_shape(),
                     });
                 }
                 (c.meta.clone(), c.norm.clone(), c.history.clone())
             }
-            None => fresh(&layouts, scenes, cfg)?,
+            None => fresh(corpus, cfg)?,
         };
         if cfg.batch == 0 || cfg.log_every == 0 {
             return Err(ModelError::Config {
@@ -236,16 +233,17 @@ impl<'s> Session<'s> {
             });
         }
         history.target_steps = cfg.steps;
-        let z: Vec<Vec<f32>> = scenes
-            .iter()
-            .zip(&layouts)
-            .map(|(scene, layout)| normalised(scene, layout, &norm))
-            .collect();
+        let data = Dataset::new(
+            corpus,
+            norm.clone(),
+            meta.tile,
+            meta.context_dates,
+            cfg.min_observed,
+        )?;
         let mut meta = meta;
         if meta.residual_scale.is_empty() {
-            let data = dataset(&layouts, &z, &meta, cfg)?;
             let mut rng = ChaCha8Rng::seed_from_u64(mix(history.seed, RESIDUAL_SCALE_STREAM));
-            meta.residual_scale = data.residual_scale(RESIDUAL_SCALE_SAMPLES, &mut rng);
+            meta.residual_scale = data.residual_scale(RESIDUAL_SCALE_SAMPLES, &mut rng)?;
         }
 
         let vm = VarMap::new();
@@ -277,8 +275,7 @@ impl<'s> Session<'s> {
             .ctx("creating the optimiser")?;
         Ok(Self {
             cfg,
-            layouts,
-            z,
+            data,
             meta,
             norm,
             history,
@@ -300,10 +297,10 @@ impl<'s> Session<'s> {
         progress: &mut dyn FnMut(&TrainProgress),
     ) -> Result<(), ModelError> {
         let cfg = self.cfg;
-        let data = dataset(&self.layouts, &self.z, &self.meta, cfg)?;
+        let data = &self.data;
         let schedule = NoiseSchedule::new(&self.meta.schedule)?;
         let estimate_samples = (cfg.estimate_share * cfg.batch as f64).round() as usize;
-        let (s, b, n) = (self.meta.tile, self.layouts[0].bands, cfg.batch);
+        let (s, b, n) = (self.meta.tile, self.meta.unet.data_channels, cfg.batch);
         let (unet, device, history) = (&self.unet, &self.device, &mut self.history);
         let mut acc = (0f64, 0usize);
         for step in history.step..until {
@@ -313,7 +310,7 @@ impl<'s> Session<'s> {
                 &schedule,
                 &self.meta.residual_scale,
                 mix(history.seed, stream(step)),
-            );
+            )?;
             let loss = (|| -> candle_core::Result<Tensor> {
                 let x_t = Tensor::from_vec(batch.x_t, (n, b, s, s), device)?;
                 let cond =
@@ -358,9 +355,8 @@ impl<'s> Session<'s> {
         save_optimizer: bool,
     ) -> Result<Vec<u8>, ModelError> {
         let Self {
-            cfg,
-            layouts,
-            z,
+            cfg: _,
+            data,
             mut meta,
             norm,
             mut history,
@@ -389,7 +385,6 @@ impl<'s> Session<'s> {
             NoiseSchedule::new(&meta.schedule)?,
             &device,
         );
-        let data = dataset(&layouts, &z, &meta, cfg)?;
         meta.spread_scale =
             calibrate::spread_scale(&model, &data, history.seed, calibration_windows)?;
         history.wall_seconds += started.elapsed().as_secs_f64();
@@ -417,85 +412,21 @@ impl<'s> Session<'s> {
     }
 }
 
-/// The layouts of `scenes`, which must agree on rank and bands.
-///
-/// # Errors
-/// [`ModelError::Shape`] naming the first scene (by position) that disagrees with the first.
-fn layouts(scenes: &[SceneArray]) -> Result<Vec<Layout>, ModelError> {
-    let layouts = scenes
-        .iter()
-        .map(|s| Layout::from_shape(&s.shape, s.values.len()))
-        .collect::<Result<Vec<_>, _>>()?;
-    let Some(first) = layouts.first() else {
-        return Err(ModelError::Config {
-            field: "scenes",
-            reason: "no scene to train on".into(),
-        });
-    };
-    for (i, l) in layouts.iter().enumerate().skip(1) {
-        if l.has_time != first.has_time || l.bands != first.bands {
-            return Err(ModelError::Shape {
-                what: format!(
-                    "lead dims of scene {} vs scene 1 (same rank and bands needed)",
-                    i + 1
-                ),
-                expected: first.lead_shape(),
-                got: l.lead_shape(),
-            });
-        }
-    }
-    Ok(layouts)
-}
-
-/// Scene values in normalised units (NaN where missing).
-fn normalised(scene: &SceneArray, layout: &Layout, norm: &Normalisation) -> Vec<f32> {
-    scene
-        .values
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| {
-            if v.is_finite() {
-                norm.forward((i / layout.plane()) % layout.bands, v)
-            } else {
-                f32::NAN
-            }
-        })
-        .collect()
-}
-
-/// The training windows of the normalised scenes `z` for the model `meta`.
-fn dataset<'a>(
-    layouts: &[Layout],
-    z: &'a [Vec<f32>],
-    meta: &ModelMeta,
-    cfg: &TrainConfig,
-) -> Result<Dataset<'a>, ModelError> {
-    let parts = layouts.iter().copied().zip(z.iter().map(Vec::as_slice));
-    Dataset::new(
-        parts.collect(),
-        meta.tile,
-        meta.context_dates,
-        cfg.min_observed,
-    )
-}
-
-/// Metadata, normalisation and history of a new model for `scenes` (residual scale still empty).
+/// Metadata, normalisation and history of a new model for `corpus` (residual scale still empty).
 fn fresh(
-    layouts: &[Layout],
-    scenes: &[SceneArray],
+    corpus: &Corpus,
     cfg: &TrainConfig,
 ) -> Result<(ModelMeta, Normalisation, TrainingHistory), ModelError> {
-    let layout = &layouts[0];
+    let lead_shape = corpus.lead_shape();
+    let bands = corpus.bands();
     // Context dates every scene has.
-    let times = layouts.iter().map(|l| l.times).min().unwrap_or(1);
-    let context_dates = if layout.has_time {
-        cfg.context_dates.min(times - 1)
-    } else {
-        0
+    let context_dates = match lead_shape[..] {
+        [times, _] => cfg.context_dates.min(times - 1),
+        _ => 0,
     };
     let unet = UNetConfig {
-        data_channels: layout.bands,
-        cond_channels: Layout::cond_channels(layout.bands, context_dates),
+        data_channels: bands,
+        cond_channels: Layout::cond_channels(bands, context_dates),
         ..cfg.unet.clone()
     };
     unet.validate()?;
@@ -513,17 +444,12 @@ fn fresh(
         unet,
         schedule: cfg.schedule,
         tile: cfg.tile,
-        lead_shape: layout.lead_shape(),
+        lead_shape,
         context_dates,
         residual_scale: Vec::new(),
         spread_scale: Vec::new(),
     };
-    let values: Vec<(Layout, &[f32])> = layouts
-        .iter()
-        .copied()
-        .zip(scenes.iter().map(|s| s.values.as_slice()))
-        .collect();
-    let norm = Normalisation::from_parts(&values)?;
+    let norm = corpus.scan(cfg.tile, cfg.min_observed)?.stats.clone();
     let history = TrainingHistory {
         seed: cfg.seed,
         lr: cfg.lr,

@@ -9,7 +9,7 @@ fn good() -> anyhow::Result<Vec<u8>> {
     let mut cfg = common::tiny(2);
     cfg.save_optimizer = false;
     Ok(train(
-        &[common::scene(32)],
+        &model::Corpus::in_memory(vec![common::scene(32)])?,
         &cfg,
         None,
         &Device::Cpu,

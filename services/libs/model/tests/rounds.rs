@@ -16,7 +16,7 @@ fn run_rounds(
 ) -> anyhow::Result<(Vec<u8>, Vec<Vec<u8>>)> {
     let scene = common::scene(64);
     let mut version =
-        rounds::initial_version(std::slice::from_ref(&scene), cfg, shards, h, &Device::Cpu)?;
+        rounds::initial_version(&model::Corpus::in_memory(vec![scene.clone()])?, cfg, shards, h, &Device::Cpu)?;
     let mut all = Vec::new();
     for _ in 0..cfg.steps / h {
         let results = (0..shards)
@@ -27,7 +27,7 @@ fn run_rounds(
                     inner_steps: h,
                 };
                 rounds::train_shard(
-                    std::slice::from_ref(&scene),
+                    &model::Corpus::in_memory(vec![scene.clone()])?,
                     cfg,
                     &version,
                     &task,
@@ -50,7 +50,7 @@ fn one_shard_with_a_plain_outer_step_is_plain_training() -> anyhow::Result<()> {
         ..common::tiny(30)
     };
     let plain = train(
-        std::slice::from_ref(&scene),
+        &model::Corpus::in_memory(vec![scene.clone()])?,
         &cfg,
         None,
         &Device::Cpu,
@@ -63,7 +63,7 @@ fn one_shard_with_a_plain_outer_step_is_plain_training() -> anyhow::Result<()> {
     let (version, _) = run_rounds(&cfg, 1, 10, &identity)?;
     let (history, state) = rounds::version_of(&version)?;
     assert_eq!((history.step, state.version), (30, 3));
-    let done = rounds::finish(std::slice::from_ref(&scene), &cfg, &version, &Device::Cpu)?;
+    let done = rounds::finish(&model::Corpus::in_memory(vec![scene.clone()])?, &cfg, &version, &Device::Cpu)?;
     assert_eq!(tensors(&done)?, tensors(&plain)?, "weights and moments");
     let (a, b) = (
         FillModel::from_checkpoint(&done, &Device::Cpu)?,
@@ -98,7 +98,7 @@ fn two_shards_are_deterministic_and_move_the_weights() -> anyhow::Result<()> {
 fn results_that_do_not_belong_to_the_round_are_refused() -> anyhow::Result<()> {
     let scene = common::scene(64);
     let cfg = common::tiny(20);
-    let v0 = rounds::initial_version(std::slice::from_ref(&scene), &cfg, 2, 10, &Device::Cpu)?;
+    let v0 = rounds::initial_version(&model::Corpus::in_memory(vec![scene.clone()])?, &cfg, 2, 10, &Device::Cpu)?;
     let shard = |version: &[u8], shard| {
         let task = ShardTask {
             shard,
@@ -106,7 +106,7 @@ fn results_that_do_not_belong_to_the_round_are_refused() -> anyhow::Result<()> {
             inner_steps: 10,
         };
         rounds::train_shard(
-            std::slice::from_ref(&scene),
+            &model::Corpus::in_memory(vec![scene.clone()])?,
             &cfg,
             version,
             &task,
@@ -129,14 +129,14 @@ fn results_that_do_not_belong_to_the_round_are_refused() -> anyhow::Result<()> {
         ..cfg.clone()
     };
     let other = rounds::initial_version(
-        std::slice::from_ref(&scene),
+        &model::Corpus::in_memory(vec![scene.clone()])?,
         &other_cfg,
         2,
         10,
         &Device::Cpu,
     )?;
     let foreign = rounds::train_shard(
-        std::slice::from_ref(&scene),
+        &model::Corpus::in_memory(vec![scene.clone()])?,
         &other_cfg,
         &other,
         &ShardTask {
@@ -165,7 +165,7 @@ fn results_that_do_not_belong_to_the_round_are_refused() -> anyhow::Result<()> {
         Err(ModelError::CheckpointFormat { .. })
     ));
     let plain = train(
-        std::slice::from_ref(&scene),
+        &model::Corpus::in_memory(vec![scene.clone()])?,
         &TrainConfig {
             steps: 2,
             ..cfg.clone()

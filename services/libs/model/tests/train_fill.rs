@@ -12,7 +12,7 @@ fn training_lowers_the_loss_and_resume_continues() -> anyhow::Result<()> {
         let mut losses = Vec::new();
         let cfg = model::TrainConfig { lr, ..cfg.clone() };
         let ckpt = train(
-            std::slice::from_ref(&scene),
+            &model::Corpus::in_memory(vec![scene.clone()])?,
             &cfg,
             None,
             &Device::Cpu,
@@ -47,7 +47,7 @@ fn training_lowers_the_loss_and_resume_continues() -> anyhow::Result<()> {
     let mut resumed = 0;
     let more = model::TrainConfig { steps: 160, ..cfg };
     let ckpt2 = train(
-        std::slice::from_ref(&scene),
+        &model::Corpus::in_memory(vec![scene.clone()])?,
         &more,
         Some(&ckpt),
         &Device::Cpu,
@@ -74,7 +74,7 @@ fn the_same_seed_trains_the_same_bytes() -> anyhow::Result<()> {
     };
     let once = || {
         train(
-            std::slice::from_ref(&scene),
+            &model::Corpus::in_memory(vec![scene.clone()])?,
             &cfg,
             None,
             &Device::Cpu,
@@ -107,7 +107,7 @@ fn several_scenes_train_one_model_and_scenes_that_disagree_are_named() -> anyhow
     let (a, b) = (common::scene(32), common::scene(48));
     let both = || {
         train(
-            &[a.clone(), b.clone()],
+            &model::Corpus::in_memory(vec![a.clone(), b.clone()])?,
             &cfg,
             None,
             &Device::Cpu,
@@ -115,7 +115,7 @@ fn several_scenes_train_one_model_and_scenes_that_disagree_are_named() -> anyhow
         )
     };
     let one = train(
-        std::slice::from_ref(&a),
+        &model::Corpus::in_memory(vec![a.clone()])?,
         &cfg,
         None,
         &Device::Cpu,
@@ -139,7 +139,7 @@ fn several_scenes_train_one_model_and_scenes_that_disagree_are_named() -> anyhow
         shape: vec![2, 32, 32],
         values: a.values[..2 * 32 * 32].to_vec(),
     };
-    let err = train(&[a, two_bands], &cfg, None, &Device::Cpu, &mut |_| {}).unwrap_err();
+    let err = model::Corpus::in_memory(vec![a, two_bands]).unwrap_err();
     assert!(err.to_string().contains("scene 2"), "{err}");
     Ok(())
 }
@@ -166,7 +166,7 @@ fn tile_with_gap(seed: u64) -> TileInput {
 fn fill_is_bit_identical_for_a_seed_and_keeps_observed_pixels() -> anyhow::Result<()> {
     let scene = common::scene(48);
     let ckpt = train(
-        std::slice::from_ref(&scene),
+        &model::Corpus::in_memory(vec![scene.clone()])?,
         &common::tiny(20),
         None,
         &Device::Cpu,
@@ -266,7 +266,7 @@ fn time_series_tiles_use_context_dates() -> anyhow::Result<()> {
         ..common::tiny(10)
     };
     let ckpt = train(
-        std::slice::from_ref(&scene),
+        &model::Corpus::in_memory(vec![scene.clone()])?,
         &cfg,
         None,
         &Device::Cpu,

@@ -172,6 +172,33 @@ pub async fn get_bytes(url: &str) -> Result<Bytes, ZarrIoError> {
     })
 }
 
+/// The Zarr groups directly below the prefix `url` (children named `*.zarr` that hold a
+/// `zarr.json`), as URLs, sorted. One delimited listing plus a `HEAD` per child: it does not
+/// walk the groups' chunks.
+///
+/// # Errors
+/// [`ZarrIoError::Store`] when listing fails, plus the errors of [`open_store`].
+pub async fn child_groups(url: &str) -> Result<Vec<String>, ZarrIoError> {
+    let (store, path) = open_store(url)?;
+    let listing = store
+        .list_with_delimiter(Some(&path))
+        .await
+        .map_err(|source| store_error(url, &path, "list", source))?;
+    let base = url.trim_end_matches('/');
+    let mut out = Vec::new();
+    for child in &listing.common_prefixes {
+        let Some(name) = child.filename().filter(|n| n.ends_with(".zarr")) else {
+            continue;
+        };
+        let group = format!("{base}/{name}");
+        if object_exists(&format!("{group}/zarr.json")).await? {
+            out.push(group);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Whether there is an object at `url` (a `HEAD`, nothing read).
 ///
 /// # Errors
