@@ -258,4 +258,60 @@ mod tests {
         assert!(Corpus::in_memory(Vec::new()).is_err());
         Ok(())
     }
+
+    /// Records the largest read (values).
+    struct Counting {
+        inner: InMemory,
+        largest: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl SceneSource for Counting {
+        fn len(&self) -> usize {
+            self.inner.len()
+        }
+        fn shape(&self, part: usize) -> Vec<usize> {
+            self.inner.shape(part)
+        }
+        fn name(&self, part: usize) -> String {
+            self.inner.name(part)
+        }
+        fn read(
+            &self,
+            part: usize,
+            dates: Range<usize>,
+            rect: (usize, usize, usize, usize),
+        ) -> Result<Vec<f32>, ModelError> {
+            let v = self.inner.read(part, dates, rect)?;
+            self.largest
+                .fetch_max(v.len(), std::sync::atomic::Ordering::Relaxed);
+            Ok(v)
+        }
+    }
+
+    #[test]
+    fn training_reads_windows_and_blocks_never_the_whole_scene() -> anyhow::Result<()> {
+        // 2 bands × 600 × 1400: the scan reads blocks of 512² plus a tile and a margin, samples one
+        // context window each.
+        let (h, w) = (600, 1400);
+        let values: Vec<f32> = (0..2 * h * w)
+            .map(|i| ((i % w) as f32 * 0.05).sin() + (i / w % h) as f32 * 0.01)
+            .collect();
+        let largest = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let source = Counting {
+            inner: InMemory(vec![SceneArray {
+                shape: vec![2, h, w],
+                values,
+            }]),
+            largest: largest.clone(),
+        };
+        let corpus = Corpus::new(Box::new(source))?;
+        let mut cfg = crate::Preset::Small.train_config();
+        (cfg.tile, cfg.steps, cfg.batch, cfg.calibration_windows) = (16, 2, 2, 1);
+        crate::train(&corpus, &cfg, None, &crate::Device::Cpu, &mut |_| {})?;
+        let read = largest.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(read > 0);
+        assert!(read <= 2 * (512 + 2 * 16) * (512 + 2 * 16), "{read} values in one read");
+        assert!(read * 2 < 2 * h * w, "a read of {read} values is most of the scene");
+        Ok(())
+    }
 }
