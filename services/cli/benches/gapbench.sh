@@ -10,19 +10,9 @@
 set -euo pipefail
 GB=$1
 shift
-TF=${TERRAFILL:-target/release/terrafill}
-PY=${TERRAFILL_PYTHON:-.venv/bin/python}
-GAPBENCH=${GAPBENCH:-../shared/tools/gapbench.py}
 OUT=${GAPBENCH_OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
-
-# Wall seconds and peak RSS (MB) of a /usr/bin/time -v report.
-timed() {
-  awk -F': ' '/Elapsed \(wall clock\)/ {n = split($2, t, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + t[i]}
-              /Maximum resident set size/ {r = $2 / 1024}
-              END {printf "%.0f s, %.0f MB", s, r}' "$1"
-}
-score() { PYTHONHASHSEED=0 "$PY" "$GAPBENCH" score "$GB" "$1" "$2" | tail -1; }
+. "$(dirname "$0")/bench_lib.sh"
 
 for name in "$@"; do
   scene=${name%_*}

@@ -12,29 +12,9 @@ set -euo pipefail
 GB=$1
 NAME=$2
 STEPS=${STEPS:-400}
-TF=${TERRAFILL:-target/release/terrafill}
-PY=${TERRAFILL_PYTHON:-.venv/bin/python}
-GAPBENCH=${GAPBENCH:-../shared/tools/gapbench.py}
 OUT=${BENCH_OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
-
-timed() {
-  awk -F': ' '/Elapsed \(wall clock\)/ {n = split($2, t, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + t[i]}
-              /Maximum resident set size/ {r = $2 / 1024}
-              END {printf "%.0f s, %.0f MB", s, r}' "$1"
-}
-score() { PYTHONHASHSEED=0 "$PY" "$GAPBENCH" score "$GB" "$NAME" "$1" | tail -1; }
-# Mean loss of the last 5 entries of a checkpoint's loss history (safetensors metadata).
-final_loss() {
-  "$PY" - "$1" <<'PY'
-import json, struct, sys
-b = open(sys.argv[1], "rb").read()
-n = struct.unpack("<Q", b[:8])[0]
-h = json.loads(json.loads(b[8:8 + n])["__metadata__"]["training"])
-tail = [l for _, l in h["loss"][-5:]]
-print(f"{sum(tail) / len(tail):.4f}")
-PY
-}
+. "$(dirname "$0")/bench_lib.sh"
 
 run() { # tag, train flags…
   local tag=$1
@@ -46,11 +26,11 @@ run() { # tag, train flags…
   "$TF" fill "$GB/$NAME.zarr" "$OUT/$tag.zarr" --method diffusion --checkpoint "$ckpt" \
     --steps 1 --ensemble 1 --log-json >/dev/null 2>&1
   printf '%-14s train %s  loss %s  point estimate %s\n' "$tag" "$(timed "$OUT/$tag.train.time")" \
-    "$(final_loss "$ckpt")" "$(score "$OUT/$tag.zarr")"
+    "$(final_loss "$ckpt")" "$(score "$NAME" "$OUT/$tag.zarr")"
 }
 
 "$TF" fill "$GB/$NAME.zarr" "$OUT/idw.zarr" --method idw --log-json >/dev/null 2>&1
-echo "$NAME, $STEPS samples-equivalent steps; idw: $(score "$OUT/idw.zarr")"
+echo "$NAME, $STEPS samples-equivalent steps; idw: $(score "$NAME" "$OUT/idw.zarr")"
 run plain --steps "$STEPS"
 for h in 25 100; do
   run "w1-h$h" --workers 1 --inner-steps "$h" --steps "$STEPS"
