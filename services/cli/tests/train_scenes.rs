@@ -22,7 +22,12 @@ fn scene_lists_bands_and_mixed_ranks_train_one_model_whatever_the_cache() {
     );
     std::fs::create_dir_all(root.join("images")).unwrap();
     let image = root.join("images/rgb.zarr").display().to_string();
-    write(&image, &[3, 40, 56], (16, 16), &synthetic(&[3, 40, 56], 0.2, 5));
+    write(
+        &image,
+        &[3, 40, 56],
+        (16, 16),
+        &synthetic(&[3, 40, 56], 0.2, 5),
+    );
     let list = root.join("scenes.txt");
     std::fs::write(
         &list,
@@ -66,7 +71,11 @@ fn scene_lists_bands_and_mixed_ranks_train_one_model_whatever_the_cache() {
     let (ok, stderr) = train(&[&format!("{series}#bands=2,1,0"), &image], &b, "0");
     assert!(ok, "{stderr}");
     let tensors = |p: &str| checkpoint_tensors(&std::fs::read(p).unwrap());
-    assert_eq!(tensors(&a), tensors(&b), "the list expands to the same corpus");
+    assert_eq!(
+        tensors(&a),
+        tensors(&b),
+        "the list expands to the same corpus"
+    );
     // The model is a single-image one: it fills the image.
     let out = root.join("out.zarr").display().to_string();
     common::fill_ok(&image, &out, &["--method", "diffusion", "--checkpoint", &a]);
@@ -75,10 +84,16 @@ fn scene_lists_bands_and_mixed_ranks_train_one_model_whatever_the_cache() {
     let c = root.join("c.safetensors").display().to_string();
     let (ok, stderr) = train(&[&series, &image], &c, "64");
     assert!(!ok);
-    assert!(stderr.contains("rgb.zarr") && stderr.contains("same bands"), "{stderr}");
+    assert!(
+        stderr.contains("rgb.zarr") && stderr.contains("same bands"),
+        "{stderr}"
+    );
     let (ok, stderr) = train(&[&format!("{series}#bands=0,1,9")], &c, "64");
     assert!(!ok);
-    assert!(stderr.contains("band 9") && stderr.contains("series.zarr"), "{stderr}");
+    assert!(
+        stderr.contains("band 9") && stderr.contains("series.zarr"),
+        "{stderr}"
+    );
     let empty = format!("{}/nothing/", root.display());
     std::fs::create_dir_all(&empty).unwrap();
     let (ok, stderr) = train(&[&empty], &c, "64");

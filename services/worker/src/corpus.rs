@@ -211,7 +211,12 @@ mod tests {
             }
         );
         assert_eq!(SceneSpec::parse("/d/x.zarr")?.bands, None);
-        for bad in ["x.zarr#bands=", "x.zarr#bands=1,a", "x.zarr#bands=1,1", "#bands=0"] {
+        for bad in [
+            "x.zarr#bands=",
+            "x.zarr#bands=1,a",
+            "x.zarr#bands=1,1",
+            "#bands=0",
+        ] {
             let err = SceneSpec::parse(bad).unwrap_err().to_string();
             assert!(err.contains(bad), "{err}");
         }

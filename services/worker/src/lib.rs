@@ -21,10 +21,10 @@ use std::time::Duration;
 use broker::Broker;
 use telemetry::{Health, Shutdown};
 
+pub use corpus::{open_corpus, CorpusError, SceneSpec};
 pub use error::WorkerError;
 pub use job::{JobCache, JobContext};
 pub use metrics::WorkerMetrics;
-pub use corpus::{open_corpus, CorpusError, SceneSpec};
 
 /// Worker settings (`[worker]` in the config file).
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
@@ -88,8 +88,7 @@ pub async fn run(
         .clone()
         .unwrap_or_else(|| Arc::new(zarr_io::ChunkCache::new(zarr_io::DEFAULT_LIMIT_BYTES)));
     let mut jobs = JobCache::new(chunks.clone());
-    let mut trainer =
-        training::Trainer::new(broker.clone(), cfg.job_key.clone(), device, chunks);
+    let mut trainer = training::Trainer::new(broker.clone(), cfg.job_key.clone(), device, chunks);
     let linger = Duration::from_millis(cfg.linger_ms);
     let results = tiles::Results {
         broker: &broker,

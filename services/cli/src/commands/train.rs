@@ -96,8 +96,7 @@ pub async fn train(args: &TrainArgs, cfg: &Config) -> anyhow::Result<()> {
                     cluster
                 }
                 None => {
-                    Cluster::embedded(args, &specs, &tcfg, &plan, &registry, chunks.clone())
-                        .await?
+                    Cluster::embedded(args, &specs, &tcfg, &plan, &registry, chunks.clone()).await?
                 }
             };
             let out = rounds::run(

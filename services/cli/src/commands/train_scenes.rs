@@ -111,7 +111,7 @@ mod tests {
         let err = expand(&[format!("@{}", list.display())]).await.unwrap_err();
         assert!(format!("{err:#}").contains("names no scene"), "{err:#}");
         let empty = format!("{}/scenes/notes/", root.display());
-        let err = expand(&[empty.clone()]).await.unwrap_err();
+        let err = expand(std::slice::from_ref(&empty)).await.unwrap_err();
         assert!(format!("{err:#}").contains(&empty), "{err:#}");
         let err = expand(&["@/no/such/list.txt".into()]).await.unwrap_err();
         assert!(format!("{err:#}").contains("/no/such/list.txt"), "{err:#}");

@@ -156,13 +156,19 @@ fn train_steps(
     // (before the report's matmul, after it, its rate)
     let mut marks: Vec<(Instant, Instant, f64)> = Vec::new();
     let mut failed = None;
-    model::train(&model::Corpus::in_memory(vec![data.clone()])?, &cfg, None, dev, &mut |_| {
-        let before = Instant::now();
-        match mm.gflops() {
-            Ok(matmul) => marks.push((before, Instant::now(), matmul)),
-            Err(e) => failed = Some(e),
-        }
-    })?;
+    model::train(
+        &model::Corpus::in_memory(vec![data.clone()])?,
+        &cfg,
+        None,
+        dev,
+        &mut |_| {
+            let before = Instant::now();
+            match mm.gflops() {
+                Ok(matmul) => marks.push((before, Instant::now(), matmul)),
+                Err(e) => failed = Some(e),
+            }
+        },
+    )?;
     if let Some(e) = failed {
         return Err(e);
     }

@@ -247,13 +247,18 @@ mod tests {
             values: vec![0.0; 48],
         };
         let mixed = Corpus::in_memory(vec![series.clone(), image])?;
-        assert!(!mixed.has_time(), "a single image makes a single-image model");
+        assert!(
+            !mixed.has_time(),
+            "a single image makes a single-image model"
+        );
         assert_eq!(mixed.lead_shape(), vec![3]);
         let two = SceneArray {
             shape: vec![2, 4, 4],
             values: vec![0.0; 32],
         };
-        let err = Corpus::in_memory(vec![series, two]).unwrap_err().to_string();
+        let err = Corpus::in_memory(vec![series, two])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bands of scene 2 vs scene 1"), "{err}");
         assert!(Corpus::in_memory(Vec::new()).is_err());
         Ok(())
@@ -310,8 +315,14 @@ mod tests {
         crate::train(&corpus, &cfg, None, &crate::Device::Cpu, &mut |_| {})?;
         let read = largest.load(std::sync::atomic::Ordering::Relaxed);
         assert!(read > 0);
-        assert!(read <= 2 * (512 + 2 * 16) * (512 + 2 * 16), "{read} values in one read");
-        assert!(read * 2 < 2 * h * w, "a read of {read} values is most of the scene");
+        assert!(
+            read <= 2 * (512 + 2 * 16) * (512 + 2 * 16),
+            "{read} values in one read"
+        );
+        assert!(
+            read * 2 < 2 * h * w,
+            "a read of {read} values is most of the scene"
+        );
         Ok(())
     }
 }

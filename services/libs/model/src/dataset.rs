@@ -345,7 +345,13 @@ mod tests {
     fn windows_avoid_missing_areas_and_batches_have_the_right_sizes() -> anyhow::Result<()> {
         // 1 band, 24x24, left half missing; tiles of 8 with 4 pixels of context.
         let z: Vec<f32> = (0..576)
-            .map(|i| if i % 24 < 12 { f32::NAN } else { (i % 7) as f32 })
+            .map(|i| {
+                if i % 24 < 12 {
+                    f32::NAN
+                } else {
+                    (i % 7) as f32
+                }
+            })
             .collect();
         let corpus = Corpus::in_memory(vec![scene(&[1, 24, 24], z)])?;
         let ds = dataset(&corpus, 8)?;
@@ -433,10 +439,7 @@ mod tests {
             let sample = ds.sample(&mut rng)?;
             // Channels: target (value, mask), two context (value, mask) pairs, the prior.
             let plane = 64;
-            let ctx: Vec<f32> = [2, 4]
-                .iter()
-                .map(|&c| sample.cond[c * plane])
-                .collect();
+            let ctx: Vec<f32> = [2, 4].iter().map(|&c| sample.cond[c * plane]).collect();
             let target = sample.cond[..plane]
                 .iter()
                 .copied()
@@ -444,7 +447,9 @@ mod tests {
                 .unwrap_or(0.0);
             // The context dates are the target's nearest others.
             assert!(target > 0.0);
-            assert!(ctx.iter().all(|&c| c != target && (c - target).abs() <= 2.0));
+            assert!(ctx
+                .iter()
+                .all(|&c| c != target && (c - target).abs() <= 2.0));
         }
         Ok(())
     }

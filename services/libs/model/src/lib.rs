@@ -13,8 +13,8 @@
 pub mod blocks;
 mod calibrate;
 mod checkpoint;
-mod corpus;
 pub mod conv;
+mod corpus;
 mod dataset;
 mod denoise;
 mod device;

@@ -25,9 +25,9 @@ use candle_core::Device;
 use crate::checkpoint::{
     Checkpoint, HostTensor, RoundsState, TrainingHistory, ADAM_M, ADAM_V, MODEL_PREFIX, OUTER_U,
 };
+use crate::corpus::Corpus;
 use crate::seed::mix;
 use crate::train::{Session, TrainConfig, TrainProgress};
-use crate::corpus::Corpus;
 use crate::ModelError;
 
 /// The outer optimiser of a round.

@@ -257,8 +257,7 @@ impl Scan {
                             if frac >= self.min_observed {
                                 windows.set(gy, gx);
                             }
-                            if (0.3..=0.95).contains(&frac) && y % coarse == 0 && x % coarse == 0
-                            {
+                            if (0.3..=0.95).contains(&frac) && y % coarse == 0 && x % coarse == 0 {
                                 gaps.set(gy, gx);
                             }
                         }
@@ -348,7 +347,9 @@ mod tests {
         }
         let got: Vec<_> = (0..scan.windows.len()).map(|k| scan.window(k)).collect();
         assert_eq!(got, expect);
-        let got: Vec<_> = (0..scan.real_gaps.len()).map(|k| scan.real_gap(k)).collect();
+        let got: Vec<_> = (0..scan.real_gaps.len())
+            .map(|k| scan.real_gap(k))
+            .collect();
         assert_eq!(got, gaps);
         assert!(!gaps.is_empty());
         Ok(())

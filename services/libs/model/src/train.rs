@@ -16,6 +16,7 @@ use crate::calibrate;
 use crate::checkpoint::{
     vars_of, Checkpoint, HostTensor, ModelMeta, TrainingHistory, ADAM_M, ADAM_V, MODEL_PREFIX,
 };
+use crate::corpus::Corpus;
 use crate::dataset::Dataset;
 use crate::denoise::predict_v;
 use crate::error::TensorContext;
@@ -26,7 +27,6 @@ use crate::optim::AdamW;
 use crate::schedule::{NoiseSchedule, ScheduleConfig};
 use crate::seed::mix;
 use crate::unet::{UNet, UNetConfig};
-use crate::corpus::Corpus;
 use crate::ModelError;
 
 /// Training settings. `Default` is the `small` preset (the original 0.2 M-parameter net); users

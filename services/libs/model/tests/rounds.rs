@@ -15,8 +15,13 @@ fn run_rounds(
     outer: &OuterConfig,
 ) -> anyhow::Result<(Vec<u8>, Vec<Vec<u8>>)> {
     let scene = common::scene(64);
-    let mut version =
-        rounds::initial_version(&model::Corpus::in_memory(vec![scene.clone()])?, cfg, shards, h, &Device::Cpu)?;
+    let mut version = rounds::initial_version(
+        &model::Corpus::in_memory(vec![scene.clone()])?,
+        cfg,
+        shards,
+        h,
+        &Device::Cpu,
+    )?;
     let mut all = Vec::new();
     for _ in 0..cfg.steps / h {
         let results = (0..shards)
@@ -63,7 +68,12 @@ fn one_shard_with_a_plain_outer_step_is_plain_training() -> anyhow::Result<()> {
     let (version, _) = run_rounds(&cfg, 1, 10, &identity)?;
     let (history, state) = rounds::version_of(&version)?;
     assert_eq!((history.step, state.version), (30, 3));
-    let done = rounds::finish(&model::Corpus::in_memory(vec![scene.clone()])?, &cfg, &version, &Device::Cpu)?;
+    let done = rounds::finish(
+        &model::Corpus::in_memory(vec![scene.clone()])?,
+        &cfg,
+        &version,
+        &Device::Cpu,
+    )?;
     assert_eq!(tensors(&done)?, tensors(&plain)?, "weights and moments");
     let (a, b) = (
         FillModel::from_checkpoint(&done, &Device::Cpu)?,
@@ -98,7 +108,13 @@ fn two_shards_are_deterministic_and_move_the_weights() -> anyhow::Result<()> {
 fn results_that_do_not_belong_to_the_round_are_refused() -> anyhow::Result<()> {
     let scene = common::scene(64);
     let cfg = common::tiny(20);
-    let v0 = rounds::initial_version(&model::Corpus::in_memory(vec![scene.clone()])?, &cfg, 2, 10, &Device::Cpu)?;
+    let v0 = rounds::initial_version(
+        &model::Corpus::in_memory(vec![scene.clone()])?,
+        &cfg,
+        2,
+        10,
+        &Device::Cpu,
+    )?;
     let shard = |version: &[u8], shard| {
         let task = ShardTask {
             shard,

@@ -29,8 +29,7 @@ pub use error::ZarrIoError;
 pub use leave_alone::LeaveAlone;
 pub use location::{
     child_groups, get_bytes, locations_overlap, object_exists, open_store, open_store_deferred,
-    put_bytes,
-    store_error_hint, Durability, StoreAndPrefix,
+    put_bytes, store_error_hint, Durability, StoreAndPrefix,
 };
 pub use mosaic::{Mosaic, MosaicSpec, DATA_ARRAY, FILLED_ARRAY, MEMBERS_ARRAY, SPREAD_ARRAY};
 pub use ownership::{claim, owner, OWNER_KEY};
