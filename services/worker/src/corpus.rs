@@ -178,9 +178,12 @@ impl model::SceneSource for ZarrSource {
     ) -> Result<Vec<f32>, model::ModelError> {
         let o = &self.scenes[part];
         let window = Window::new(y0 as u64, x0 as u64, h as u64, w as u64);
-        let tile = self
+        // Only the dates asked for leave the cache (a 744-date series reads a few planes).
+        let planes = dates.start * o.stored.1..dates.end * o.stored.1;
+        let first = planes.start;
+        let values = self
             .runtime
-            .block_on(o.scene.read_window(window))
+            .block_on(o.scene.read_planes(window, planes))
             .map_err(|e| model::ModelError::Read {
                 scene: o.spec.clone(),
                 reason: e.to_string(),
@@ -189,8 +192,8 @@ impl model::SceneSource for ZarrSource {
         let mut out = Vec::with_capacity(dates.len() * o.bands.len() * plane);
         for date in dates {
             for &band in &o.bands {
-                let at = (date * o.stored.1 + band) * plane;
-                out.extend_from_slice(&tile.values[at..at + plane]);
+                let at = (date * o.stored.1 + band) * plane - first * plane;
+                out.extend_from_slice(&values[at..at + plane]);
             }
         }
         Ok(out)

@@ -3,6 +3,7 @@
 
 use object_store::ObjectStore;
 use serde_json::{Map, Value};
+use std::ops::Range;
 use std::sync::Arc;
 
 use tiling::{ChunkGrid, Window};
@@ -354,7 +355,10 @@ impl Scene {
         };
         let data = async {
             match &self.shared {
-                Some(shared) => self.read_cells(shared, w).await,
+                Some(shared) => {
+                    self.read_cells(shared, w, 0..to_usize(self.lead_len()))
+                        .await
+                }
                 None => read_f32(&self.data, &subset, Some(&self.rule)).await,
             }
             .map_err(read_err(&self.array_name))
@@ -400,10 +404,64 @@ impl Scene {
         Ok(TileData { shape, values })
     }
 
-    /// The data values of window `w` assembled from shared cells (all leading dimensions × one
-    /// chunk of `[y, x]`), each read and converted whole on a miss: the same values, bit for bit,
-    /// as one read of the window.
-    async fn read_cells(&self, shared: &Shared, w: Window) -> Result<Vec<f32>, ArrayError> {
+    /// The leading planes `planes` (flattened leading index, e.g. date · bands + band) of window
+    /// `w`: the values [`Scene::read_window`] gives for them, bit for bit, without copying the
+    /// other planes out of the shared cells (a training window of one date of a 744-date series
+    /// reads one plane, not 744). Without shared cells, or with a mask array, it reads the
+    /// window and keeps the planes.
+    ///
+    /// # Errors
+    /// As [`Scene::read_window`], and [`ZarrIoError::WindowOutOfBounds`] for planes past the
+    /// leading dimensions.
+    pub async fn read_planes(
+        &self,
+        w: Window,
+        planes: Range<usize>,
+    ) -> Result<Vec<f32>, ZarrIoError> {
+        let lead = to_usize(self.lead_len());
+        if planes.start > planes.end || planes.end > lead {
+            return Err(ZarrIoError::WindowOutOfBounds {
+                url: self.url.clone(),
+                array: self.array_name.clone(),
+                window: w,
+                shape: self.shape().to_vec(),
+            });
+        }
+        let area = to_usize(w.area());
+        let (Some(shared), None) = (&self.shared, &self.mask) else {
+            let all = self.read_window(w).await?.values;
+            return Ok(all[planes.start * area..planes.end * area].to_vec());
+        };
+        self.check_window(w)?;
+        let values = self
+            .read_cells(shared, w, planes.clone())
+            .await
+            .map_err(|source| ZarrIoError::Read {
+                url: self.url.clone(),
+                array: self.array_name.clone(),
+                window: w,
+                source: Box::new(source),
+            })?;
+        if let Some(i) = values.iter().position(|v| v.is_infinite()) {
+            return Err(ZarrIoError::NonFinite {
+                url: self.url.clone(),
+                array: self.array_name.clone(),
+                at: self.describe_position(w, self.shape().len(), planes.start * area + i),
+                value: values[i],
+            });
+        }
+        Ok(values)
+    }
+
+    /// The data values of leading planes `planes` of window `w` assembled from shared cells (all
+    /// leading dimensions × one chunk of `[y, x]`), each read and converted whole on a miss: the
+    /// same values, bit for bit, as one read of the window.
+    async fn read_cells(
+        &self,
+        shared: &Shared,
+        w: Window,
+        planes: Range<usize>,
+    ) -> Result<Vec<f32>, ArrayError> {
         let grid = ChunkGrid::new(
             self.height(),
             self.width(),
@@ -423,10 +481,11 @@ impl Scene {
             }
         }))
         .await?;
-        let planes = to_usize(self.lead_len());
-        let mut values = vec![f32::NAN; planes * to_usize(w.area())];
+        let mut values = vec![f32::NAN; planes.len() * to_usize(w.area())];
         for (window, cell) in &cells {
-            tiling::copy_overlap(cell, window, &mut values, &w, planes);
+            let plane = to_usize(window.area());
+            let cell = &cell[planes.start * plane..planes.end * plane];
+            tiling::copy_overlap(cell, window, &mut values, &w, planes.len());
         }
         Ok(values)
     }
