@@ -69,6 +69,7 @@ impl SceneSource for InMemory {
         (y0, x0, h, w): (usize, usize, usize, usize),
     ) -> Result<Vec<f32>, ModelError> {
         let scene = &self.0[part];
+        // Checked in `Corpus::in_memory`.
         let l = Layout::from_shape(&scene.shape, scene.values.len())?;
         let mut out = Vec::with_capacity(dates.len() * l.bands * h * w);
         for date in dates {
