@@ -66,6 +66,10 @@ fn scene_lists_bands_and_mixed_ranks_train_one_model_whatever_the_cache() {
     let a = root.join("a.safetensors").display().to_string();
     let (ok, stderr) = train(&[&listed], &a, "64");
     assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("series.zarr#bands=2,1,0: ") && stderr.contains("% of samples"),
+        "{stderr}"
+    );
     // No cache at all: every window read from the store again, the same bytes.
     let b = root.join("b.safetensors").display().to_string();
     let (ok, stderr) = train(&[&format!("{series}#bands=2,1,0"), &image], &b, "0");
@@ -92,6 +96,12 @@ fn scene_lists_bands_and_mixed_ranks_train_one_model_whatever_the_cache() {
     assert!(!ok);
     assert!(
         stderr.contains("band 9") && stderr.contains("series.zarr"),
+        "{stderr}"
+    );
+    let (ok, stderr) = train(&[&format!("{series}#bands=0,1,2&weight=0")], &c, "64");
+    assert!(!ok);
+    assert!(
+        stderr.contains("weight=0") && stderr.contains("positive"),
         "{stderr}"
     );
     let empty = format!("{}/nothing/", root.display());

@@ -2,9 +2,12 @@
 //! process never holds a scene whole, only the decoded chunks its [`ChunkCache`] keeps (a byte
 //! limit) and the scan's bit index of windows.
 //!
-//! A scene is named by a *scene spec*: its URL, optionally followed by `#bands=I,J,…` to train on
-//! those bands (0-based, in that order) — so that scenes that store the same bands in another
-//! order, or one more, train one model (`landsat_series.zarr#bands=2,1,0`).
+//! A scene is named by a *scene spec*: its URL, optionally followed by a fragment of `&`-joined
+//! settings: `bands=I,J,…` trains on those bands (0-based, in that order), so that scenes that
+//! store the same bands in another order, or one more, train one model
+//! (`landsat_series.zarr#bands=2,1,0`); `weight=W` draws the scene's windows W times as often
+//! as another scene's (default 1: uniform over the corpus's windows), as in
+//! `landsat_series.zarr#bands=2,3,0&weight=0.3`.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -30,51 +33,82 @@ pub enum CorpusError {
     Model(#[from] model::ModelError),
 }
 
-/// A scene URL and the bands to train on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A scene URL, the bands to train on and its sampling weight.
+#[derive(Debug, Clone, PartialEq)]
 pub struct SceneSpec {
     /// Where the scene is.
     pub url: String,
     /// The bands to take, in order (`None`: all).
     pub bands: Option<Vec<usize>>,
+    /// Sampling weight of each of its windows (finite, > 0; default 1).
+    pub weight: f64,
 }
 
 impl SceneSpec {
-    /// Parses `URL` or `URL#bands=I,J,…`.
+    /// Parses `URL`, `URL#bands=I,J,…`, `URL#weight=W` or `URL#bands=I,J,…&weight=W`. A `#`
+    /// followed by anything else is part of the URL.
     ///
     /// # Errors
-    /// [`CorpusError::Spec`] for an empty URL, an empty or malformed band list, or a band named
-    /// twice.
+    /// [`CorpusError::Spec`] for an empty URL, an empty or malformed band list, a band named
+    /// twice, a weight that is not a positive number, or a setting named twice or unknown.
     pub fn parse(spec: &str) -> Result<Self, CorpusError> {
         let bad = |reason: &str| CorpusError::Spec {
             spec: spec.to_string(),
             reason: reason.to_string(),
         };
-        let (url, bands) = match spec.rsplit_once("#bands=") {
-            Some((url, list)) => {
-                let bands = list
-                    .split(',')
-                    .map(|b| b.trim().parse::<usize>())
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|_| bad("#bands= takes 0-based band indices, as in #bands=2,1,0"))?;
-                let mut seen = bands.clone();
-                seen.sort_unstable();
-                seen.dedup();
-                if seen.len() != bands.len() {
-                    return Err(bad("a band is named twice in #bands="));
-                }
-                (url, Some(bands))
-            }
-            None => (spec, None),
+        let (url, fragment) = match spec.rsplit_once('#') {
+            Some((url, f)) if f.starts_with("bands=") || f.starts_with("weight=") => (url, f),
+            _ => (spec, ""),
         };
+        let (mut bands, mut weight) = (None, None);
+        for setting in fragment.split('&').filter(|s| !s.is_empty()) {
+            match setting.split_once('=') {
+                Some(("bands", list)) if bands.is_none() => bands = Some(parse_bands(list, bad)?),
+                Some(("weight", w)) if weight.is_none() => {
+                    weight = Some(
+                        w.trim()
+                            .parse::<f64>()
+                            .ok()
+                            .filter(|w| w.is_finite() && *w > 0.0)
+                            .ok_or_else(|| {
+                                bad("weight= takes a positive number, as in weight=0.5")
+                            })?,
+                    );
+                }
+                Some(("bands" | "weight", _)) => return Err(bad("a setting is given twice")),
+                _ => {
+                    return Err(bad(
+                        "unknown setting after '#' (the settings are bands=I,J,… and weight=W, \
+                         joined by &)",
+                    ))
+                }
+            }
+        }
         if url.is_empty() {
             return Err(bad("no URL"));
         }
         Ok(Self {
             url: url.to_string(),
             bands,
+            weight: weight.unwrap_or(1.0),
         })
     }
+}
+
+/// The band list of `bands=`: 0-based indices, each once.
+fn parse_bands(list: &str, bad: impl Fn(&str) -> CorpusError) -> Result<Vec<usize>, CorpusError> {
+    let bands = list
+        .split(',')
+        .map(|b| b.trim().parse::<usize>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| bad("bands= takes 0-based band indices, as in #bands=2,1,0"))?;
+    let mut seen = bands.clone();
+    seen.sort_unstable();
+    seen.dedup();
+    if seen.len() != bands.len() {
+        return Err(bad("a band is named twice in bands="));
+    }
+    Ok(bands)
 }
 
 /// An opened scene and how the model sees it.
@@ -86,6 +120,7 @@ struct Opened {
     has_time: bool,
     /// Stored band of each model band.
     bands: Vec<usize>,
+    weight: f64,
 }
 
 /// Scenes in Zarr read by rectangle on the calling (blocking) thread.
@@ -142,6 +177,7 @@ pub async fn open_corpus(
             stored,
             has_time,
             bands,
+            weight: spec.weight,
         });
     }
     let source = ZarrSource {
@@ -168,6 +204,10 @@ impl model::SceneSource for ZarrSource {
 
     fn name(&self, part: usize) -> String {
         self.scenes[part].spec.clone()
+    }
+
+    fn weight(&self, part: usize) -> f64 {
+        self.scenes[part].weight
     }
 
     fn read(
@@ -210,15 +250,32 @@ mod tests {
             SceneSpec::parse("s3://b/x.zarr#bands=2,1,0")?,
             SceneSpec {
                 url: "s3://b/x.zarr".into(),
-                bands: Some(vec![2, 1, 0])
+                bands: Some(vec![2, 1, 0]),
+                weight: 1.0,
             }
         );
-        assert_eq!(SceneSpec::parse("/d/x.zarr")?.bands, None);
+        assert_eq!(
+            SceneSpec::parse("x.zarr#weight=0.25&bands=1")?,
+            SceneSpec {
+                url: "x.zarr".into(),
+                bands: Some(vec![1]),
+                weight: 0.25,
+            }
+        );
+        let plain = SceneSpec::parse("/d/x.zarr")?;
+        assert_eq!((plain.bands, plain.weight), (None, 1.0));
+        // A '#' before anything but a setting belongs to the URL.
+        assert_eq!(SceneSpec::parse("/d/#1.zarr")?.url, "/d/#1.zarr");
         for bad in [
             "x.zarr#bands=",
             "x.zarr#bands=1,a",
             "x.zarr#bands=1,1",
             "#bands=0",
+            "x.zarr#weight=0",
+            "x.zarr#weight=-1",
+            "x.zarr#weight=NaN",
+            "x.zarr#weight=1&weight=2",
+            "x.zarr#bands=0&colour=red",
         ] {
             let err = SceneSpec::parse(bad).unwrap_err().to_string();
             assert!(err.contains(bad), "{err}");

@@ -59,6 +59,9 @@ pub async fn train(args: &TrainArgs, cfg: &Config) -> anyhow::Result<()> {
         tcfg.estimate_share = share;
     }
     tcfg.seed = args.seed;
+    if specs.len() > 1 {
+        log_shares(&data, &specs, &tcfg).await?;
+    }
     let plan = rounds::Plan::from_args(args, &mut tcfg)?;
     if args.broker.is_some() && plan.is_none() {
         anyhow::bail!(
@@ -148,6 +151,25 @@ pub async fn train(args: &TrainArgs, cfg: &Config) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64(),
         args.checkpoint
     );
+    Ok(())
+}
+
+/// One line per scene: its training windows and the share of samples drawn from it (the scan
+/// is kept for training).
+async fn log_shares(
+    data: &Arc<model::Corpus>,
+    specs: &[String],
+    tcfg: &model::TrainConfig,
+) -> anyhow::Result<()> {
+    let (data, tile, min_observed) = (data.clone(), tcfg.tile, tcfg.min_observed);
+    let shares =
+        tokio::task::spawn_blocking(move || data.draw_shares(tile, min_observed)).await??;
+    for (spec, (windows, share)) in specs.iter().zip(shares) {
+        eprintln!(
+            "{spec}: {windows} training windows, {:.1} % of samples",
+            100.0 * share
+        );
+    }
     Ok(())
 }
 

@@ -32,6 +32,13 @@ pub trait SceneSource: Send + Sync {
     /// How errors name scene `part` (its URL).
     fn name(&self, part: usize) -> String;
 
+    /// Sampling weight of a window of scene `part` relative to another scene's (default 1:
+    /// windows are drawn uniformly over the corpus, so a scene is drawn in proportion to its
+    /// windows). Finite and positive.
+    fn weight(&self, _part: usize) -> f64 {
+        1.0
+    }
+
     /// Values in data units (NaN = missing) of dates `dates` (0..1 for `[band, y, x]`), every
     /// band, over `rect` = (y0, x0, h, w), rows `y0..y0 + h` and columns `x0..x0 + w`: `dates.len() · bands · h · w` values,
     /// row-major.
@@ -140,6 +147,16 @@ impl Corpus {
                     });
                 }
             }
+            let weight = source.weight(part);
+            if !(weight.is_finite() && weight > 0.0) {
+                return Err(ModelError::Config {
+                    field: "weight",
+                    reason: format!(
+                        "{}: sampling weight {weight} (finite and > 0)",
+                        source.name(part)
+                    ),
+                });
+            }
             layouts.push(l);
         }
         let has_time = layouts.iter().all(|l| l.has_time);
@@ -195,6 +212,32 @@ impl Corpus {
             .map(|l| (l.height, l.width))
             .min_by_key(|&(h, w)| h.min(w))
             .unwrap_or_default()
+    }
+
+    /// Training windows of each scene for `tile`-px tiles at least `min_observed` observed, and
+    /// the share of training samples drawn from it (weight × windows, normalised). Scans on
+    /// first use, as training does.
+    ///
+    /// # Errors
+    /// As [`Scan::new`].
+    pub fn draw_shares(
+        &self,
+        tile: usize,
+        min_observed: f32,
+    ) -> Result<Vec<(u64, f64)>, ModelError> {
+        let windows = self
+            .scan(tile, min_observed)?
+            .windows_per_scene(self.layouts.len());
+        let mass: Vec<f64> = windows
+            .iter()
+            .enumerate()
+            .map(|(p, &n)| self.source.weight(p) * n as f64)
+            .collect();
+        let total: f64 = mass.iter().sum();
+        Ok(windows
+            .into_iter()
+            .zip(mass.iter().map(|m| m / total))
+            .collect())
     }
 
     pub(crate) fn source(&self) -> &dyn SceneSource {

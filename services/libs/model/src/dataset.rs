@@ -171,9 +171,7 @@ impl<'a> Dataset<'a> {
     /// Read errors of the corpus.
     pub(crate) fn sample(&self, rng: &mut impl Rng) -> Result<Sample, ModelError> {
         let (s, m, span, b) = (self.tile(), self.margin(), self.span(), self.bands());
-        let (part, date, y0, x0) = self
-            .scan
-            .window(rng.random_range(0..self.scan.windows.len()));
+        let (part, date, y0, x0) = self.scan.draw_window(rng);
         // The dates the conditioning reads: the nearest `context_dates` others lie within
         // `context_dates` of the target.
         let layout = self.corpus.layouts()[part];

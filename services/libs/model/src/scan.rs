@@ -8,6 +8,8 @@
 //! scene's float32 values per band, so memory stays far below the corpus; the pass reads one
 //! block of about 512² pixels (plus a tile) of one date at a time.
 
+use rand::Rng;
+
 use crate::corpus::Corpus;
 use crate::layout::Layout;
 use crate::normalise::{Moments, Normalisation};
@@ -31,6 +33,18 @@ pub(crate) struct Scan {
     pub windows: Index,
     /// Tile origins of real-gap windows.
     pub real_gaps: Index,
+    /// How training draws scenes when their sampling weights differ.
+    draw: Option<Draw>,
+}
+
+/// Scene-weighted drawing: scene `p` is drawn with probability ∝ its weight × its windows, then
+/// one of its windows uniformly.
+#[derive(Debug)]
+struct Draw {
+    /// The windows of each scene: `windows.nth` positions `start..end`.
+    ranges: Vec<std::ops::Range<u64>>,
+    /// Weighted window mass of scenes 0..=p.
+    cumulative: Vec<f64>,
 }
 
 /// Set positions of the grid of every (scene, date), in (scene, date, row, column) order.
@@ -117,6 +131,21 @@ impl Index {
         (plane.part, plane.date, gy, gx)
     }
 
+    /// The positions `k` of each of `parts` scenes (planes are in scene order).
+    fn part_ranges(&self, parts: usize) -> Vec<std::ops::Range<u64>> {
+        let mut ranges = vec![0..0; parts];
+        let mut first = 0;
+        for (plane, &end) in self.planes.iter().zip(&self.cumulative) {
+            let r = &mut ranges[plane.part];
+            if r.start == r.end {
+                *r = first..first;
+            }
+            r.end = end;
+            first = end;
+        }
+        ranges
+    }
+
     fn push(&mut self, mut plane: Plane) {
         let n = plane.seal();
         if n > 0 {
@@ -156,6 +185,7 @@ impl Scan {
             },
             windows: Index::default(),
             real_gaps: Index::default(),
+            draw: None,
         };
         let mut moments = Moments::new(corpus.bands());
         for (part, layout) in corpus.layouts().iter().enumerate() {
@@ -167,6 +197,22 @@ impl Scan {
                 tile,
                 min_fraction: min_observed,
             });
+        }
+        let weights: Vec<f64> = (0..corpus.layouts().len())
+            .map(|p| corpus.source().weight(p))
+            .collect();
+        if weights.iter().any(|&w| w != weights[0]) {
+            let ranges = scan.windows.part_ranges(weights.len());
+            let mut mass = 0.0;
+            let cumulative = ranges
+                .iter()
+                .zip(&weights)
+                .map(|(r, w)| {
+                    mass += w * (r.end - r.start) as f64;
+                    mass
+                })
+                .collect();
+            scan.draw = Some(Draw { ranges, cumulative });
         }
         Ok(scan)
     }
@@ -185,6 +231,40 @@ impl Scan {
     pub(crate) fn window(&self, k: u64) -> (usize, usize, usize, usize) {
         let (p, d, gy, gx) = self.windows.nth(k);
         (p, d, self.origin(gy), self.origin(gx))
+    }
+
+    /// Number of training windows of each scene.
+    pub(crate) fn windows_per_scene(&self, parts: usize) -> Vec<u64> {
+        self.windows
+            .part_ranges(parts)
+            .iter()
+            .map(|r| r.end - r.start)
+            .collect()
+    }
+
+    /// (scene, date, y, x) of a random training window: uniform over the corpus when every scene
+    /// has the same sampling weight, else a scene by weight × windows, then one of its windows.
+    pub(crate) fn draw_window(&self, rng: &mut impl Rng) -> (usize, usize, usize, usize) {
+        let k = match &self.draw {
+            None => rng.random_range(0..self.windows.len()),
+            Some(d) => {
+                let total = d.cumulative.last().copied().unwrap_or(0.0);
+                let u = rng.random::<f64>() * total;
+                let p = d
+                    .cumulative
+                    .partition_point(|&c| c <= u)
+                    .min(d.ranges.len() - 1);
+                // A scene of weight × 0 windows has no mass, so `p` has windows unless rounding
+                // ran past the last: step back to the nearest scene with some.
+                let r = d.ranges[..=p]
+                    .iter()
+                    .rev()
+                    .find(|r| r.start < r.end)
+                    .expect("the scan has windows");
+                rng.random_range(r.clone())
+            }
+        };
+        self.window(k)
     }
 
     /// (scene, date, y, x) of the `k`-th real-gap window's context origin.
@@ -351,6 +431,68 @@ mod tests {
             .collect();
         assert_eq!(got, gaps);
         assert!(!gaps.is_empty());
+        Ok(())
+    }
+
+    /// Two fully observed scenes, the second weighted ×3 per window.
+    struct Weighted(Vec<(Vec<usize>, f64)>);
+
+    impl crate::SceneSource for Weighted {
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+        fn shape(&self, part: usize) -> Vec<usize> {
+            self.0[part].0.clone()
+        }
+        fn name(&self, part: usize) -> String {
+            format!("scene {part}")
+        }
+        fn weight(&self, part: usize) -> f64 {
+            self.0[part].1
+        }
+        fn read(
+            &self,
+            _part: usize,
+            dates: std::ops::Range<usize>,
+            (y0, x0, h, w): (usize, usize, usize, usize),
+        ) -> Result<Vec<f32>, ModelError> {
+            let n = dates.len() * h * w;
+            Ok((0..n).map(|i| ((i + y0 * 7 + x0) % 13) as f32).collect())
+        }
+    }
+
+    #[test]
+    fn weights_draw_scenes_by_weight_times_windows() -> anyhow::Result<()> {
+        use rand::SeedableRng;
+        let corpus = Corpus::new(Box::new(Weighted(vec![
+            (vec![1, 96, 96], 1.0),
+            (vec![1, 96, 192], 3.0),
+        ])))?;
+        let shares = corpus.draw_shares(32, 0.9)?;
+        let (n0, n1) = (shares[0].0 as f64, shares[1].0 as f64);
+        assert!(n1 > n0 && n0 > 0.0);
+        let want = 3.0 * n1 / (n0 + 3.0 * n1);
+        assert!((shares[1].1 - want).abs() < 1e-12);
+        let scan = corpus.scan(32, 0.9)?;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let draws = 20_000;
+        let second = (0..draws)
+            .filter(|_| scan.draw_window(&mut rng).0 == 1)
+            .count() as f64;
+        assert!((second / draws as f64 - want).abs() < 0.01, "{second}");
+        // Equal weights draw uniformly over the corpus, as without weights.
+        let even = Corpus::new(Box::new(Weighted(vec![
+            (vec![1, 96, 96], 2.0),
+            (vec![1, 96, 192], 2.0),
+        ])))?;
+        let share = even.draw_shares(32, 0.9)?[1].1;
+        assert!((share - n1 / (n0 + n1)).abs() < 1e-12);
+        assert!(
+            Corpus::new(Box::new(Weighted(vec![(vec![1, 96, 96], 0.0)])))
+                .unwrap_err()
+                .to_string()
+                .contains("scene 0")
+        );
         Ok(())
     }
 }
