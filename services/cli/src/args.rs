@@ -33,6 +33,9 @@ pub enum Command {
     /// Restart a failed job (same arguments or job file): compute only its failed and missing
     /// tiles, in this process or, with --broker, on that cluster.
     Retry(FillArgs),
+    /// Generate a new field of any size from a checkpoint (a fill of a blank canvas, with
+    /// parity phases), in this process or, with --broker, on that cluster.
+    Generate(GenerateArgs),
     /// Run a worker that computes tile tasks from the broker.
     Worker(ServiceArgs),
     /// Run the stitcher that blends tile outputs into mosaics.
@@ -114,6 +117,11 @@ pub struct FillArgs {
     /// Job seed (ensemble members derive their seeds from it).
     #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     pub seed: u64,
+    /// Parity-phase scheduling: a tile starts once its earlier-phase neighbours are staged and
+    /// continues from their values in the overlap, so stochastic tiles (a single --member, a
+    /// generated field) meet without seams. Needs an overlap.
+    #[arg(long)]
+    pub phases: bool,
     /// Job id; re-running with the same id resumes. Default: derived from the arguments.
     #[arg(long)]
     pub job_id: Option<String>,
@@ -143,6 +151,73 @@ pub struct FillArgs {
     /// Restart the job if it failed (set by `retry`).
     #[arg(skip)]
     pub retry: bool,
+    /// The input is a blank canvas to generate on (set by `generate`).
+    #[arg(skip)]
+    pub generate: bool,
+}
+
+/// `generate`: a new field from a checkpoint, on the fill pipeline.
+#[derive(Debug, Clone, Args)]
+pub struct GenerateArgs {
+    /// Output Zarr group (a blank canvas is staged beside it as OUTPUT.canvas).
+    pub output: String,
+    /// Diffusion checkpoint (safetensors) URL, trained with --blank-share above 0.
+    #[arg(long)]
+    pub checkpoint: String,
+    /// Field size in pixels, HEIGHT,WIDTH.
+    #[arg(long, conflicts_with = "like")]
+    pub shape: Option<String>,
+    /// Take the size, CRS, coordinates' attributes and dimension names from this scene.
+    #[arg(long)]
+    pub like: Option<String>,
+    /// Array of --like's scene.
+    #[arg(long, default_value = "data")]
+    pub array: String,
+    /// Output chunk side in pixels (with --shape; --like takes the scene's chunks).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 256)]
+    pub chunk: u64,
+    /// DDIM sampling steps.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 25)]
+    pub steps: u32,
+    /// Ensemble members; above 1 the output is their mean (with `spread`) unless --member.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1)]
+    pub ensemble: u32,
+    /// Write this ensemble member instead of the mean.
+    #[arg(long, allow_negative_numbers = true)]
+    pub member: Option<u32>,
+    /// Also write every member (array `members`).
+    #[arg(long)]
+    pub members: bool,
+    /// DDIM η (1: DDPM-like, the default).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1.0)]
+    pub eta: f32,
+    /// Tile size in pixels (default: the checkpoint's).
+    #[arg(long, allow_negative_numbers = true)]
+    pub tile: Option<u64>,
+    /// Overlap between tiles in pixels (default: a quarter of the tile).
+    #[arg(long, allow_negative_numbers = true)]
+    pub overlap: Option<u64>,
+    /// Seed of the field.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
+    pub seed: u64,
+    /// Sample every tile independently (no parity phases): faster, with seams.
+    #[arg(long)]
+    pub no_phases: bool,
+    /// Job id (default: derived from the arguments).
+    #[arg(long)]
+    pub job_id: Option<String>,
+    /// Broker URL: submit to that cluster's workers and stitcher instead of running here.
+    #[arg(long, env = "TERRAFILL_BROKER", hide_env_values = true)]
+    pub broker: Option<String>,
+    /// Local workers in embedded mode.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 2)]
+    pub workers: usize,
+    /// auto, cpu or cuda:N.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Serve /metrics and /healthz here.
+    #[arg(long)]
+    pub metrics_addr: Option<String>,
 }
 
 /// `submit`: the fill arguments plus detaching.
@@ -269,6 +344,10 @@ pub struct TrainArgs {
     /// estimate (0–1; default: the preset's).
     #[arg(long, allow_negative_numbers = true)]
     pub estimate_share: Option<f64>,
+    /// Fraction of training windows hidden whole, so the model learns to start a field from
+    /// nothing (0–1, below 1; default 0). A checkpoint for `generate` needs it: 0.25 works.
+    #[arg(long, allow_negative_numbers = true)]
+    pub blank_share: Option<f64>,
     /// Train in rounds of local SGD over this many shards per round, run by as many local
     /// workers (DiLoCo: each shard trains --inner-steps steps from the same version, then the
     /// versions are averaged with an outer Nesterov step).

@@ -6,7 +6,9 @@ mod error;
 mod metrics;
 mod plan;
 mod request;
+mod schedule;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +22,7 @@ pub use error::CoordinatorError;
 pub use metrics::CoordinatorMetrics;
 pub use plan::PlannedJob;
 pub use request::FillRequest;
+use schedule::Schedule;
 
 /// Coordinator settings (`[coordinator]` in the config file).
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
@@ -73,20 +76,82 @@ pub async fn submit(
     );
     broker::declare_all(&**broker, &wire::QUEUES).await?;
     announce(broker, &job).await?;
-    let staged: std::collections::HashSet<u64> = job
+    let staged = staged_tiles(&job).await?;
+    metrics
+        .tiles_resumed
+        .inc_by(job.dirty.iter().filter(|i| staged.contains(i)).count() as u64);
+    let (ready, schedule) = Schedule::new(&job.grid, &job.dirty, job.spec.phased, &staged);
+    publish(&job, &ready, cfg, broker, metrics).await?;
+    let waiting = schedule.waiting();
+    *job.schedule.lock().unwrap_or_else(|e| e.into_inner()) = schedule;
+    tracing::info!(job = %job.id, tiles = job.grid.len(), dirty = job.dirty.count(), waiting, "job published");
+    Ok(job)
+}
+
+/// Publishes the tiles of a phased job whose neighbours are staged, until none waits.
+///
+/// # Errors
+/// Storage and broker failures; [`CoordinatorError::Interrupted`] on shutdown.
+pub async fn publish_waiting(
+    job: &PlannedJob,
+    cfg: &CoordinatorConfig,
+    broker: &Arc<dyn Broker>,
+    metrics: &CoordinatorMetrics,
+    shutdown: &Shutdown,
+) -> Result<(), CoordinatorError> {
+    let poll = Duration::from_millis(cfg.poll_ms.max(10));
+    while publish_ready(job, cfg, broker, metrics).await? > 0 {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Err(CoordinatorError::Interrupted { job: job.id.to_string() }),
+            _ = tokio::time::sleep(poll) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Publishes the waiting tiles whose neighbours are now staged; returns how many still wait.
+async fn publish_ready(
+    job: &PlannedJob,
+    cfg: &CoordinatorConfig,
+    broker: &Arc<dyn Broker>,
+    metrics: &CoordinatorMetrics,
+) -> Result<usize, CoordinatorError> {
+    let waiting = |job: &PlannedJob| job.schedule.lock().map_or(0, |s| s.waiting());
+    if waiting(job) == 0 {
+        return Ok(0);
+    }
+    let staged = staged_tiles(job).await?;
+    let ready = job
+        .schedule
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take_ready(&staged);
+    publish(job, &ready, cfg, broker, metrics).await?;
+    Ok(waiting(job))
+}
+
+/// The tiles of the job staged so far.
+async fn staged_tiles(job: &PlannedJob) -> Result<HashSet<u64>, CoordinatorError> {
+    Ok(job
         .staging
         .list(&staging_keys::tiles_prefix(&job.id))
         .await
         .map_err(CoordinatorError::storage("listing staged tiles"))?
         .iter()
         .filter_map(|k| staging_keys::tile_index(k))
-        .collect();
+        .collect())
+}
+
+/// Publishes a task for each of `tiles`, keeping at most `max_queued` in the queue.
+async fn publish(
+    job: &PlannedJob,
+    tiles: &[u64],
+    cfg: &CoordinatorConfig,
+    broker: &Arc<dyn Broker>,
+    metrics: &CoordinatorMetrics,
+) -> Result<(), CoordinatorError> {
     let mut room = 0;
-    for index in job.dirty.iter() {
-        if staged.contains(&index) {
-            metrics.tiles_resumed.inc();
-            continue;
-        }
+    for &index in tiles {
         if room == 0 {
             room = wait_for_room(broker, cfg, metrics).await?;
         }
@@ -104,8 +169,7 @@ pub async fn submit(
         broker.publish(wire::TILE_QUEUE, msg).await?;
         metrics.tiles_published.inc();
     }
-    tracing::info!(job = %job.id, tiles = job.grid.len(), dirty = job.dirty.count(), "job published");
-    Ok(job)
+    Ok(())
 }
 
 /// Plans, publishes and waits until the mosaic is complete, reporting progress.
@@ -144,6 +208,7 @@ pub async fn wait(
     let mut last_change = Instant::now();
     let mut last_written = u64::MAX;
     loop {
+        publish_ready(job, cfg, broker, metrics).await?;
         if let Some(status) = read_status(&job.staging, &job.id).await? {
             metrics.progress.set(stitcher_ratio(&status));
             progress(&status);

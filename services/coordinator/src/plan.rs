@@ -32,6 +32,8 @@ pub struct PlannedJob {
     pub staging: Staging,
     /// Set when the job had already succeeded (nothing to do).
     pub finished: Option<JobStatus>,
+    /// Dirty tiles not yet published (parity phases: waiting for their neighbours).
+    pub(crate) schedule: std::sync::Mutex<crate::schedule::Schedule>,
 }
 
 pub(crate) async fn plan(
@@ -79,6 +81,7 @@ pub(crate) async fn plan(
                     dirty,
                     staging,
                     finished: Some(status),
+                    schedule: Default::default(),
                 });
             }
             JobState::Failed if !req.retry => {
@@ -146,7 +149,7 @@ pub(crate) async fn plan(
             dirty_tiles(&id, &grid, plan.dirty_tiles)?
         }
         None => {
-            let survey = find_dirty_tiles(&scene, &grid, req.method, &id).await?;
+            let survey = find_dirty_tiles(&scene, &grid, req, &id).await?;
             let output_chunks = spec.chunk_grid()?;
             let quiet = (chunk == (cy, cx) && !spec.with_spread() && spec.members_written() == 0)
                 .then(|| quiet_chunks(&grid, &output_chunks, &survey))
@@ -193,6 +196,7 @@ pub(crate) async fn plan(
         dirty,
         staging,
         finished: None,
+        schedule: Default::default(),
     })
 }
 
@@ -265,16 +269,17 @@ enum Column {
 /// chunks it stores.
 ///
 /// Reading every stored chunk also validates every value (mask values, infinities; see
-/// [`Scene::read_window`]). A scene with no observed pixel is refused: there is nothing to fill
-/// from. A scene with no missing pixel is copied, with a warning.
+/// [`Scene::read_window`]). A scene with no observed pixel is refused, there is nothing to fill
+/// from, unless the request generates a field (its canvas is blank). A scene with no missing
+/// pixel is copied, with a warning.
 async fn find_dirty_tiles(
     scene: &Scene,
     grid: &TileGrid,
-    method: Method,
+    req: &FillRequest,
     id: &JobId,
 ) -> Result<Survey, CoordinatorError> {
     let mut dirty = TileSet::new(grid.len());
-    if method == Method::Identity {
+    if req.method == Method::Identity {
         grid.tiles().for_each(|tile| dirty.insert(tile.index));
         return Ok(Survey {
             dirty,
@@ -360,7 +365,7 @@ async fn find_dirty_tiles(
             }
         }
     }
-    if !observed {
+    if !observed && !req.generate {
         return Err(CoordinatorError::Invalid(format!(
             "array `{}` of {} has no observed pixel: every value is missing, so there is nothing to fill from",
             scene.array_name(),

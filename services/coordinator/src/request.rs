@@ -44,6 +44,10 @@ pub struct FillRequest {
     pub max_distance: Option<u64>,
     /// Array of the input group, non-zero where missing pixels must stay missing.
     pub keep_array: Option<String>,
+    /// Generate a field on an all-gap canvas (`terrafill generate`; diffusion only).
+    pub generate: bool,
+    /// Parity-phase scheduling: later-phase tiles continue from their staged neighbours.
+    pub phased: bool,
     /// Restart the job if it failed, computing only the tiles it has not staged (`terrafill
     /// retry`); without it a failed job is refused at once. Not part of the job's identity.
     pub retry: bool,
@@ -74,6 +78,8 @@ impl FillRequest {
             staging: None,
             max_distance: None,
             keep_array: None,
+            generate: false,
+            phased: false,
             retry: false,
         }
     }
@@ -122,6 +128,16 @@ impl FillRequest {
                 ));
             }
         }
+        if self.generate && self.method != Method::Diffusion {
+            return invalid("generate needs --method diffusion and a --checkpoint".into());
+        }
+        if self.phased && (self.overlap == 0 || 2 * self.overlap > self.tile) {
+            return invalid(format!(
+                "--phases needs an --overlap from 1 to half the --tile ({}): later phases \
+                 continue from their neighbours there, and tiles of one phase must not overlap",
+                self.tile / 2
+            ));
+        }
         if self.members
             && (self.method != Method::Diffusion || self.ensemble < 2 || self.member.is_some())
         {
@@ -157,7 +173,7 @@ impl FillRequest {
             return JobId::parse(id);
         }
         let key = format!(
-            "{}|{}|{:?}|{}|{:?}|{}|{}|{}|{:?}|{}|{}|{:?}|{}{}{}{}",
+            "{}|{}|{:?}|{}|{:?}|{}|{}|{}|{:?}|{}|{}|{:?}|{}{}{}{}{}{}",
             self.input,
             self.array,
             self.mask_array,
@@ -178,6 +194,8 @@ impl FillRequest {
             self.keep_array
                 .as_ref()
                 .map_or(String::new(), |k| format!("|keep={k}")),
+            if self.generate { "|generate" } else { "" },
+            if self.phased { "|phased" } else { "" },
         );
         Ok(JobId::derived("job", &key))
     }
@@ -225,6 +243,8 @@ impl FillRequest {
             members: diffusion && self.members,
             max_distance: self.max_distance.unwrap_or(0),
             keep_array: self.keep_array.clone().unwrap_or_default(),
+            generate: diffusion && self.generate,
+            phased: self.phased,
         }
     }
 }

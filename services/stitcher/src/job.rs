@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use tiling::{ChunkGrid, TileGrid};
-use wire::v1::{JobPlan, JobSpec, JobState, JobStatus, Method, TileOutput};
+use wire::v1::{JobPlan, JobSpec, JobState, JobStatus, Method};
 use wire::{staging_keys, JobId, JobKey, TileSet};
 use zarr_io::{LeaveAlone, Mosaic, MosaicSpec, Scene, Staging};
 
@@ -419,9 +419,7 @@ impl StitchJob {
             job: self.id.to_string(),
             source,
         };
-        let output: TileOutput =
-            wire::decode("TileOutput", &bytes, usize::MAX).map_err(wire_err)?;
-        let tile = Arc::new(CachedTile::decode(&output).map_err(wire_err)?);
+        let tile = Arc::new(CachedTile::decode(&bytes).map_err(wire_err)?);
         self.cache.insert(t, tile.clone());
         Ok(tile)
     }
@@ -529,6 +527,12 @@ fn provenance(spec: &JobSpec) -> serde_json::Value {
         if let Some(m) = spec.member {
             p["member"] = m.into();
         }
+        if spec.generate {
+            p["generate"] = true.into();
+        }
+    }
+    if spec.phased {
+        p["phases"] = 4.into();
     }
     p
 }

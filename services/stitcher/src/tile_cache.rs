@@ -4,38 +4,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use wire::v1::TileOutput;
-
-/// A decoded tile output.
-#[derive(Debug)]
-pub struct CachedTile {
-    /// `[lead, tile window]` values.
-    pub values: Vec<f32>,
-    /// Ensemble spread, when staged.
-    pub spread: Option<Vec<f32>>,
-    /// Ensemble members, `[member, lead, tile window]`, when staged.
-    pub members: Option<Vec<f32>>,
-}
-
-impl CachedTile {
-    /// Decodes a staged `TileOutput`.
-    ///
-    /// # Errors
-    /// [`wire::WireError`] when the float buffers are ragged.
-    pub fn decode(output: &TileOutput) -> Result<Self, wire::WireError> {
-        let values = wire::f32_from_le_bytes("TileOutput.values", &output.values)?;
-        let optional = |what, bytes: &[u8]| {
-            (!bytes.is_empty())
-                .then(|| wire::f32_from_le_bytes(what, bytes))
-                .transpose()
-        };
-        Ok(Self {
-            values,
-            spread: optional("TileOutput.spread", &output.spread)?,
-            members: optional("TileOutput.members", &output.members)?,
-        })
-    }
-}
+/// A decoded tile output (the type is shared with the workers of phased jobs).
+pub use wire::StagedTile as CachedTile;
 
 /// Least-recently-inserted cache of at most `capacity` tiles.
 #[derive(Debug)]

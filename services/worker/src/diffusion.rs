@@ -10,7 +10,7 @@ use tiling::{Tile, Window};
 use wire::v1::JobSpec;
 
 use crate::job::JobContext;
-use crate::methods::{idw_with_context, TileFill};
+use crate::methods::{idw_with_context, ContextFill, TileFill};
 use crate::WorkerError;
 
 /// Reads and validates the job's checkpoint on the worker's device.
@@ -69,7 +69,22 @@ pub(crate) async fn compute(
     let lead = job.spec.lead_len();
     let mut inputs = Vec::with_capacity(tiles.len());
     for tile in tiles {
-        let fill = idw_with_context(job, tile).await?;
+        let mut fill = if job.spec.generate {
+            // A blank canvas: nothing to interpolate, and a context search would read all of
+            // it. The model's own prior (IDW from the tile's known pixels, else the band
+            // means) is what it starts from.
+            let observed = job.read(tile.index, tile.window).await?.values;
+            ContextFill {
+                filled: Vec::new(),
+                observed,
+            }
+        } else {
+            idw_with_context(job, tile).await?
+        };
+        if job.spec.phased {
+            let prior = (!fill.filled.is_empty()).then_some(fill.filled.as_mut_slice());
+            crate::phases::continue_from_neighbours(job, tile, &mut fill.observed, prior).await?;
+        }
         let (h, w) = (tile.window.height as usize, tile.window.width as usize);
         let pad = |v: &[f32]| zarr_io::reflect_pad(v, lead, h, w, side as usize, side as usize);
         let mut shape: Vec<usize> = job.spec.shape.iter().map(|&d| d as usize).collect();
@@ -82,7 +97,7 @@ pub(crate) async fn compute(
             shape,
             values: pad(&fill.observed),
             seed: model::tile_seed(job.spec.seed, tile.index),
-            prior: Some(pad(&fill.filled)),
+            prior: (!fill.filled.is_empty()).then(|| pad(&fill.filled)),
         });
     }
     let opts = SampleOptions {

@@ -34,6 +34,16 @@ pub enum WorkerError {
         /// What went wrong.
         reason: String,
     },
+    /// A phased tile came before the neighbour it continues from was staged (retried).
+    #[error("{}: its earlier-phase neighbour {neighbour} is not staged yet", scope(.job, Some(*.tile)))]
+    Pending {
+        /// Job id.
+        job: String,
+        /// The tile waiting.
+        tile: u64,
+        /// The neighbour it waits for.
+        neighbour: u64,
+    },
     /// The broker failed.
     #[error(transparent)]
     Broker(#[from] broker::BrokerError),
@@ -65,7 +75,7 @@ impl WorkerError {
         match self {
             Self::Storage { source, .. } => source.is_retryable(),
             Self::Broker(e) => e.is_retryable(),
-            Self::Join(_) => true,
+            Self::Join(_) | Self::Pending { .. } => true,
             Self::Task { .. } | Self::Method { .. } | Self::Device { .. } => false,
         }
     }
@@ -78,6 +88,7 @@ impl WorkerError {
             Self::Method { .. } => "method",
             Self::Broker(_) => "broker",
             Self::Join(_) => "join",
+            Self::Pending { .. } => "pending",
             Self::Device { .. } => "device",
         }
     }

@@ -108,6 +108,38 @@ impl JobContext {
         self.timed_read(tile, self.scene.read_window(window)).await
     }
 
+    /// The staged output of tile `neighbour`, which tile `tile` continues from (parity phases).
+    ///
+    /// # Errors
+    /// [`WorkerError::Pending`] when it is not staged, [`WorkerError::Storage`] or
+    /// [`WorkerError::Task`] when it cannot be read or decoded.
+    pub async fn staged_tile(
+        &self,
+        tile: u64,
+        neighbour: u64,
+    ) -> Result<wire::StagedTile, WorkerError> {
+        let key = wire::staging_keys::tile(&self.id, neighbour);
+        let bytes = self
+            .staging
+            .get(&key)
+            .await
+            .map_err(|source| WorkerError::Storage {
+                job: self.id.to_string(),
+                tile: Some(tile),
+                source,
+            })?
+            .ok_or_else(|| WorkerError::Pending {
+                job: self.id.to_string(),
+                tile,
+                neighbour,
+            })?;
+        wire::StagedTile::decode(&bytes).map_err(|source| WorkerError::Task {
+            job: self.id.to_string(),
+            tile: Some(tile),
+            source,
+        })
+    }
+
     /// Awaits a scene read, recording its time and size and naming the tile on failure.
     async fn timed_read(
         &self,

@@ -11,6 +11,7 @@ mod error;
 mod job;
 pub mod methods;
 mod metrics;
+mod phases;
 mod settle;
 mod tiles;
 mod training;

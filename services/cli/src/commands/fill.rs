@@ -94,6 +94,8 @@ async fn submit_and_wait(
         return Ok(());
     }
     if detach {
+        // Later phases go as their neighbours are staged: stay until every tile is queued.
+        coordinator::publish_waiting(&job, &cfg.coordinator, &broker, &metrics, &shutdown).await?;
         println!("{}", job.id);
         return Ok(());
     }
@@ -115,7 +117,7 @@ async fn submit_and_wait(
 }
 
 /// The coordinator request for the flags; diffusion defaults its tile to the checkpoint's.
-async fn request(args: &FillArgs) -> anyhow::Result<FillRequest> {
+pub(super) async fn request(args: &FillArgs) -> anyhow::Result<FillRequest> {
     let lower = args.input.to_lowercase();
     if lower.ends_with(".tif") || lower.ends_with(".tiff") {
         anyhow::bail!(
@@ -141,6 +143,8 @@ async fn request(args: &FillArgs) -> anyhow::Result<FillRequest> {
     req.max_distance = args.max_distance;
     req.keep_array = args.keep_array.clone();
     req.retry = args.retry;
+    req.generate = args.generate;
+    req.phased = args.phases;
     let (tile, overlap) = match (args.method, &args.checkpoint) {
         (MethodArg::Diffusion, Some(url)) => {
             let t = checkpoint_for_input(url, args).await?;

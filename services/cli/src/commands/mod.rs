@@ -3,6 +3,7 @@
 mod demo;
 mod eval;
 mod fill;
+mod generate;
 mod import;
 mod preview;
 mod services;
@@ -28,6 +29,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             args.retry = true;
             fill::fill(&args, &cfg).await
         }
+        Command::Generate(args) => generate::generate(&args, &cfg).await,
         Command::Worker(args) => services::worker(&args, &cfg).await,
         Command::Stitcher(args) => services::stitcher(&args, &cfg).await,
         Command::Status(args) => status::status(&args).await,

@@ -58,6 +58,9 @@ pub async fn train(args: &TrainArgs, cfg: &Config) -> anyhow::Result<()> {
     if let Some(share) = args.estimate_share {
         tcfg.estimate_share = share;
     }
+    if let Some(share) = args.blank_share {
+        tcfg.blank_share = share;
+    }
     tcfg.seed = args.seed;
     if specs.len() > 1 {
         log_shares(&data, &specs, &tcfg).await?;

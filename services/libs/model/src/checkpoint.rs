@@ -74,6 +74,14 @@ pub struct TrainingHistory {
     /// training.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rounds: Option<RoundsState>,
+    /// The share of training windows hidden whole (`TrainConfig::blank_share`): above 0 the
+    /// model has learnt to generate from nothing. Absent (0) in older checkpoints.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub blank_share: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// Where a checkpoint stands in rounds of local SGD.

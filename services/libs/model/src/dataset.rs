@@ -59,6 +59,8 @@ pub(crate) struct Dataset<'a> {
     /// The model's normalisation (the scan's statistics, or a resumed checkpoint's).
     norm: Normalisation,
     context_dates: usize,
+    /// Share of samples whose gap hides the whole window (see `TrainConfig::blank_share`).
+    blank_share: f64,
 }
 
 impl<'a> Dataset<'a> {
@@ -79,7 +81,18 @@ impl<'a> Dataset<'a> {
             scan: corpus.scan(tile, min_observed)?,
             norm,
             context_dates,
+            blank_share: 0.0,
         })
+    }
+
+    /// The same windows with `share` of the samples' gaps hiding the whole window. Applied after
+    /// [`Dataset::residual_scale`] (the scale is that of ordinary gaps) and taken off again for
+    /// the spread calibration; 0 draws exactly the samples it drew before.
+    pub(crate) fn with_blank_share(self, share: f64) -> Self {
+        Self {
+            blank_share: share,
+            ..self
+        }
     }
 
     /// Tile side.
@@ -146,6 +159,10 @@ impl<'a> Dataset<'a> {
 
     /// A synthetic gap mask over a context window.
     fn gap(&self, rng: &mut impl Rng) -> Result<Vec<bool>, ModelError> {
+        // Drawn only when blank windows are asked for, so that other runs keep their stream.
+        if self.blank_share > 0.0 && rng.random_bool(self.blank_share) {
+            return Ok(vec![true; self.span() * self.span()]);
+        }
         let real = &self.scan.real_gaps;
         let kinds = if real.is_empty() { 3 } else { 4 };
         let kind = match rng.random_range(0..kinds) {
@@ -449,6 +466,38 @@ mod tests {
                 .iter()
                 .all(|&c| c != target && (c - target).abs() <= 2.0));
         }
+        Ok(())
+    }
+
+    #[test]
+    fn a_blank_share_hides_whole_windows_and_zero_keeps_the_stream() -> anyhow::Result<()> {
+        let z: Vec<f32> = (0..576).map(|i| ((i * 7) % 13) as f32).collect();
+        let corpus = Corpus::in_memory(vec![scene(&[1, 24, 24], z)])?;
+        let hidden = |ds: &Dataset<'_>, seed| -> anyhow::Result<Vec<usize>> {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            (0..200)
+                .map(|_| {
+                    Ok(ds
+                        .sample(&mut rng)?
+                        .residual
+                        .iter()
+                        .filter(|r| r.is_finite())
+                        .count())
+                })
+                .collect()
+        };
+        let plain = hidden(&dataset(&corpus, 8)?, 5)?;
+        assert_eq!(
+            plain,
+            hidden(&dataset(&corpus, 8)?.with_blank_share(0.0), 5)?
+        );
+        let whole = |n: &[usize]| n.iter().filter(|&&n| n == 64).count();
+        let blank = hidden(&dataset(&corpus, 8)?.with_blank_share(0.5), 5)?;
+        let extra = whole(&blank) - whole(&plain).min(whole(&blank));
+        assert!(
+            (70..=130).contains(&extra),
+            "{extra} of 200 more windows blank"
+        );
         Ok(())
     }
 }

@@ -69,6 +69,11 @@ pub struct TrainConfig {
     pub estimate_share: f64,
     /// Name of the [`crate::Preset`] this config came from, stored in the checkpoint.
     pub preset: Option<String>,
+    /// Fraction of training windows hidden whole (no observed pixel, prior = band mean), so the
+    /// model learns to start a field from nothing: what `generate` needs. 0 (the default) trains
+    /// as before, bit for bit.
+    #[serde(default)]
+    pub blank_share: f64,
 }
 
 impl Default for TrainConfig {
@@ -89,6 +94,7 @@ impl Default for TrainConfig {
             calibration_windows: 32,
             estimate_share: 0.0,
             preset: None,
+            blank_share: 0.0,
         }
     }
 }
@@ -232,7 +238,14 @@ impl<'s> Session<'s> {
                 reason: format!("must be in [0, 1], got {}", cfg.estimate_share),
             });
         }
+        if !(0.0..1.0).contains(&cfg.blank_share) {
+            return Err(ModelError::Config {
+                field: "blank_share",
+                reason: format!("must be in [0, 1), got {}", cfg.blank_share),
+            });
+        }
         history.target_steps = cfg.steps;
+        history.blank_share = cfg.blank_share;
         let data = Dataset::new(
             corpus,
             norm.clone(),
@@ -245,6 +258,7 @@ impl<'s> Session<'s> {
             let mut rng = ChaCha8Rng::seed_from_u64(mix(history.seed, RESIDUAL_SCALE_STREAM));
             meta.residual_scale = data.residual_scale(RESIDUAL_SCALE_SAMPLES, &mut rng)?;
         }
+        let data = data.with_blank_share(cfg.blank_share);
 
         let vm = VarMap::new();
         let unet = UNet::new(VarBuilder::from_varmap(&vm, DType::F32, device), &meta.unet)?;
@@ -385,6 +399,8 @@ impl<'s> Session<'s> {
             NoiseSchedule::new(&meta.schedule)?,
             &device,
         );
+        // Calibrated on ordinary gaps: a blank window's spread is the field's own variability.
+        let data = data.with_blank_share(0.0);
         meta.spread_scale =
             calibrate::spread_scale(&model, &data, history.seed, calibration_windows)?;
         history.wall_seconds += started.elapsed().as_secs_f64();

@@ -4,6 +4,7 @@
 mod codec;
 mod job_id;
 mod names;
+mod staged_tile;
 pub mod staging_keys;
 mod tile_set;
 pub mod train_keys;
@@ -12,6 +13,7 @@ pub mod trust;
 pub use codec::{decode, encode, f32_from_le_bytes, f32_to_le_bytes, WireError};
 pub use job_id::JobId;
 pub use names::*;
+pub use staged_tile::StagedTile;
 pub use tile_set::TileSet;
 pub use trust::{JobKey, JOB_KEY_ENV};
 
