@@ -285,8 +285,9 @@ pub struct StatusArgs {
 pub struct EvalArgs {
     /// Filled scene (Zarr group with `data`, and `filled` if terrafill wrote it).
     pub prediction: String,
-    /// Truth (Zarr group).
-    pub truth: String,
+    /// Truth (Zarr group). Without one only `--seams` is measured, on every pixel of the
+    /// prediction (a generated field has no truth).
+    pub truth: Option<String>,
     /// Array in the truth group (default: `data`).
     #[arg(long, default_value = "data")]
     pub truth_array: String,

@@ -111,6 +111,16 @@ fn generated_fields_are_deterministic_in_range_and_take_a_scenes_attributes() {
     });
     assert_eq!(provenance["generate"], true);
     assert_eq!(provenance["phases"], 4);
+    // A generated field has no truth: `eval` measures its seams alone, on the recorded grid.
+    let out = terrafill(&["eval", &a, "--seams"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let score = json["seams"]["prediction"]["score"].as_f64().unwrap();
+    assert!(score.is_finite() && score >= 0.0, "{json}");
+    assert_eq!(json["seams"]["tile"], 16);
+    let out = terrafill(&["eval", &a]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--seams"));
 
     // --like: the scene's size, dimension names and attributes.
     let like = generate("like.zarr", &["--like", &input]);
@@ -210,4 +220,69 @@ fn phased_fills_give_the_same_bytes_whatever_the_workers_and_differ_from_indepen
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--phases"));
+}
+
+#[test]
+fn a_distributed_generate_on_s3_through_killed_workers_and_coordinator_matches_embedded() {
+    let amqp = amqp_url();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, ckpt, _) = trained(dir.path());
+    // The checkpoint, canvas, staging and output live on S3, as on a cluster.
+    let s3 = s3_prefix("generate");
+    let remote_ckpt = format!("{s3}/g.safetensors");
+    runtime().block_on(async {
+        let bytes = std::fs::read(&ckpt).unwrap();
+        zarr_io::put_bytes(&remote_ckpt, bytes.into()).await.unwrap();
+    });
+    let field = ["--shape", "88,100", "--steps", "3", "--seed", "5"];
+    let embedded = dir.path().join("embedded.zarr").display().to_string();
+    let mut args = vec!["generate", &embedded, "--checkpoint", &ckpt, "--device", "cpu"];
+    args.extend(field);
+    assert!(terrafill(&args).status.success());
+    let want = bits(&read(&embedded, "data"));
+
+    let mut fleet = Fleet::cluster(&amqp);
+    let output = format!("{s3}/field.zarr");
+    let job = format!("generate-{}", std::process::id());
+    let mut submit_args = vec![
+        "generate",
+        &output,
+        "--checkpoint",
+        &remote_ckpt,
+        "--broker",
+        &amqp,
+        "--job-id",
+        &job,
+    ];
+    submit_args.extend(field);
+    let spawn = |args: &[&str]| {
+        bin()
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap()
+    };
+    let mut submit = spawn(&submit_args);
+    let staging = format!("{output}.staging");
+    // A worker dies mid-job, then the coordinator (which is publishing the later phases).
+    wait_for_staged(&staging, &job, 6, &mut submit);
+    fleet.0[1].kill().unwrap();
+    fleet.0[1].wait().unwrap();
+    fleet.spawn(&["worker", "--broker", &amqp]);
+    wait_for_staged(&staging, &job, 20, &mut submit);
+    submit.kill().unwrap();
+    submit.wait().unwrap();
+    let mut submit = spawn(&submit_args);
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = submit.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed().as_secs() < 240, "generate hangs");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(status.success(), "the resumed generate failed");
+    assert_eq!(bits(&read(&output, "data")), want, "distributed bytes differ");
+    drop(fleet);
 }

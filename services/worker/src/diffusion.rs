@@ -11,6 +11,7 @@ use wire::v1::JobSpec;
 
 use crate::job::JobContext;
 use crate::methods::{idw_with_context, ContextFill, TileFill};
+use crate::phases::Continuation;
 use crate::WorkerError;
 
 /// Reads and validates the job's checkpoint on the worker's device.
@@ -67,7 +68,9 @@ pub(crate) async fn compute(
         .div_ceil(multiple)
         * multiple;
     let lead = job.spec.lead_len();
+    let ensemble = job.spec.ensemble.max(1) as usize;
     let mut inputs = Vec::with_capacity(tiles.len());
+    let mut continuations = Vec::with_capacity(tiles.len());
     for tile in tiles {
         let mut fill = if job.spec.generate {
             // A blank canvas: nothing to interpolate, and a context search would read all of
@@ -81,12 +84,17 @@ pub(crate) async fn compute(
         } else {
             idw_with_context(job, tile).await?
         };
-        if job.spec.phased {
-            let prior = (!fill.filled.is_empty()).then_some(fill.filled.as_mut_slice());
-            crate::phases::continue_from_neighbours(job, tile, &mut fill.observed, prior).await?;
-        }
+        let continuation = if job.spec.phased {
+            Continuation::gather(job, tile, &fill.observed).await?
+        } else {
+            Continuation::default()
+        };
+        let member_values = continuation.member_values(&fill.observed, ensemble);
+        continuation.apply(&mut fill.observed);
         let (h, w) = (tile.window.height as usize, tile.window.width as usize);
-        let pad = |v: &[f32]| zarr_io::reflect_pad(v, lead, h, w, side as usize, side as usize);
+        let pad = |v: &[f32], planes| {
+            zarr_io::reflect_pad(v, planes, h, w, side as usize, side as usize)
+        };
         let mut shape: Vec<usize> = job.spec.shape.iter().map(|&d| d as usize).collect();
         if shape.len() == 2 {
             shape.insert(0, 1);
@@ -95,19 +103,22 @@ pub(crate) async fn compute(
         (shape[n - 2], shape[n - 1]) = (side as usize, side as usize);
         inputs.push(TileInput {
             shape,
-            values: pad(&fill.observed),
+            values: pad(&fill.observed, lead),
             seed: model::tile_seed(job.spec.seed, tile.index),
-            prior: (!fill.filled.is_empty()).then(|| pad(&fill.filled)),
+            prior: (!fill.filled.is_empty()).then(|| pad(&fill.filled, lead)),
+            member_values: member_values.map(|m| pad(&m, ensemble * lead)),
         });
+        continuations.push(continuation);
     }
     let opts = SampleOptions {
         sampler: Sampler::Ddim {
             steps: job.spec.steps as usize,
             eta: f64::from(job.spec.eta),
         },
-        ensemble: job.spec.ensemble.max(1) as usize,
+        ensemble,
         member: job.spec.member.map(|m| m as usize),
-        keep_members: job.spec.members,
+        // A phased ensemble stages its members: the next phase continues them one by one.
+        keep_members: job.spec.members || (job.spec.phased && job.spec.with_spread()),
     };
     let per_tile = job.on_cpu;
     let indices: Vec<u64> = tiles.iter().map(|t| t.index).collect();
@@ -141,15 +152,18 @@ pub(crate) async fn compute(
     Ok(tiles
         .iter()
         .zip(outputs)
-        .map(|(tile, out)| {
+        .zip(continuations)
+        .map(|((tile, out), continuation)| {
             let inner = Window::new(0, 0, tile.window.height, tile.window.width);
-            TileFill {
+            let mut fill = TileFill {
                 values: padded.crop(&out.values, lead, &inner),
                 spread: with_spread.then(|| padded.crop(&out.spread, lead, &inner)),
                 members: opts
                     .keep_members
                     .then(|| padded.crop(&out.members, opts.ensemble * lead, &inner)),
-            }
+            };
+            continuation.restore(&mut fill);
+            fill
         })
         .collect())
 }

@@ -8,20 +8,22 @@ use crate::args::EvalArgs;
 
 pub async fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     let pred = Scene::open(&args.prediction, "data", None).await?;
-    let truth = Scene::open(&args.truth, &args.truth_array, None).await?;
+    let Some(truth_url) = &args.truth else {
+        return seams_only(args, &pred).await;
+    };
+    let truth = Scene::open(truth_url, &args.truth_array, None).await?;
     ensure!(
         pred.shape() == truth.shape(),
-        "prediction {} has shape {:?} but truth {} has {:?}",
+        "prediction {} has shape {:?} but truth {truth_url} has {:?}",
         args.prediction,
         pred.shape(),
-        args.truth,
         truth.shape()
     );
     let (h, w) = (truth.height(), truth.width());
     let all = Window::new(0, 0, h, w);
     let selector = match &args.mask {
         Some(mask) => Some(
-            Scene::open(&args.truth, mask, None)
+            Scene::open(truth_url, mask, None)
                 .await
                 .with_context(|| format!("mask {mask}"))?,
         ),
@@ -30,9 +32,8 @@ pub async fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     let Some(selector) = selector else {
         anyhow::bail!(
             "{} has no `filled` array, so eval cannot tell filled pixels from observed ones; \
-             pass --mask ARRAY (an array of {}, non-zero where pixels are to be scored)",
+             pass --mask ARRAY (an array of {truth_url}, non-zero where pixels are to be scored)",
             args.prediction,
-            args.truth
         );
     };
     ensure!(
@@ -114,22 +115,45 @@ pub async fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         json["variogram"] = bands.into();
     }
     if args.seams {
-        json["seams"] = seam_report(&pred, &p, &t, &select, h, w)?;
+        let prediction = seam_score(&pred, &p, &select, h, w)?;
+        let truth = seam_score(&pred, &t, &select, h, w)?;
+        json["seams"] = serde_json::json!({
+            "tile": prediction.0,
+            "overlap": prediction.1,
+            "prediction": prediction.2,
+            "truth": truth.2,
+        });
     }
     println!("{}", serde_json::to_string_pretty(&json)?);
     Ok(())
 }
 
-/// The seam metric of the prediction and of the truth over the scored pixels, on the tile grid
-/// the prediction's provenance records.
-fn seam_report(
+/// `eval PREDICTION --seams` without a truth: the seam metric over every finite pixel.
+async fn seams_only(args: &EvalArgs, pred: &Scene) -> anyhow::Result<()> {
+    ensure!(
+        args.seams && args.mask.is_none() && args.variogram.is_none(),
+        "eval without a TRUTH measures only --seams (of the prediction, over all its pixels)"
+    );
+    let (h, w) = (pred.height(), pred.width());
+    let p = pred.read_window(Window::new(0, 0, h, w)).await?.values;
+    let select: Vec<bool> = p.iter().map(|v| v.is_finite()).collect();
+    let (tile, overlap, seams) = seam_score(pred, &p, &select, h as usize, w as usize)?;
+    let json = serde_json::json!({
+        "seams": { "tile": tile, "overlap": overlap, "prediction": seams }
+    });
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(())
+}
+
+/// The seam metric of `field` over the `select`ed pixels, on the tile grid the prediction's
+/// provenance records: (tile, overlap, metric).
+fn seam_score(
     pred: &Scene,
-    p: &[f32],
-    t: &[f32],
+    field: &[f32],
     select: &[bool],
     h: usize,
     w: usize,
-) -> anyhow::Result<serde_json::Value> {
+) -> anyhow::Result<(u64, u64, scoring::Seams)> {
     let provenance = pred.group_attributes();
     let grid_value = |key: &str| {
         provenance
@@ -153,19 +177,11 @@ fn seam_report(
         stride: grid.stride(),
         overlap,
     };
-    let (Some(prediction), Some(truth)) = (
-        scoring::seams(p, Some(select), h, w, &layout),
-        scoring::seams(t, Some(select), h, w, &layout),
-    ) else {
+    let Some(seams) = scoring::seams(field, Some(select), h, w, &layout) else {
         anyhow::bail!(
             "--seams: tile {tile} with overlap {overlap} leaves no regular overlap zone in a \
              {h} × {w} scene (it needs at least three tiles along each axis and an overlap)"
         );
     };
-    Ok(serde_json::json!({
-        "tile": tile,
-        "overlap": overlap,
-        "prediction": prediction,
-        "truth": truth,
-    }))
+    Ok((tile, overlap, seams))
 }

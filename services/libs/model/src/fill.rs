@@ -36,6 +36,12 @@ pub struct TileInput {
     /// interpolates from beyond the tile; `None` interpolates from the tile alone. NaN entries
     /// fall back to that.
     pub prior: Option<Vec<f32>>,
+    /// Per ensemble member (member-major, `ensemble × values.len()`), the values that member
+    /// conditions on: `values` with more pixels known, such as a neighbouring tile's member k
+    /// where the tiles overlap (parity phases), so that each member continues its own
+    /// neighbour. `None`: every member conditions on `values`. The output is assembled as
+    /// without it (the caller owns the extra pixels).
+    pub member_values: Option<Vec<f32>>,
 }
 
 /// A filled tile.
@@ -72,7 +78,23 @@ pub struct FillModel {
 struct Job {
     tile: usize,
     date: usize,
+    member: usize,
     seed: u64,
+}
+
+/// A tile's normalised values and prior: shared by its members, or one pair per member
+/// ([`TileInput::member_values`]).
+struct Conditioning {
+    z: Vec<Vec<f32>>,
+    prior: Vec<Vec<f32>>,
+}
+
+impl Conditioning {
+    /// Member `k`'s values and prior.
+    fn of(&self, k: usize) -> (&[f32], &[f32]) {
+        let k = k.min(self.z.len() - 1);
+        (&self.z[k], &self.prior[k])
+    }
 }
 
 /// One ensemble member's normalised values for a date's bands (B·H·W each).
@@ -230,29 +252,11 @@ impl FillModel {
             .enumerate()
             .map(|(i, t)| self.check_tile(i, t))
             .collect::<Result<Vec<_>, _>>()?;
-        let z: Vec<Vec<f32>> = tiles
+        let conditioning = tiles
             .iter()
             .zip(&layouts)
-            .map(|(t, l)| {
-                t.values
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &v)| {
-                        if v.is_finite() {
-                            self.norm.forward((i / l.plane()) % l.bands, v)
-                        } else {
-                            f32::NAN
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
-        let priors = tiles
-            .iter()
-            .zip(&layouts)
-            .zip(&z)
             .enumerate()
-            .map(|(i, ((t, l), z))| self.prior(i, t, l, z))
+            .map(|(i, (t, l))| self.conditioning(i, t, l, opts.ensemble))
             .collect::<Result<Vec<_>, _>>()?;
         let mut jobs = Vec::new();
         for (ti, (tile, l)) in tiles.iter().zip(&layouts).enumerate() {
@@ -263,6 +267,7 @@ impl FillModel {
                     jobs.extend((0..opts.ensemble).map(|k| Job {
                         tile: ti,
                         date,
+                        member: k,
                         seed: mix(date_seed, k as u64),
                     }));
                 }
@@ -281,7 +286,7 @@ impl FillModel {
                 let out = self.sample_chunk(
                     chunk.iter().map(|&j| &jobs[j]).collect(),
                     &layouts,
-                    (&z, &priors),
+                    &conditioning,
                     opts.sampler,
                 )?;
                 for (&j, s) in chunk.iter().zip(out) {
@@ -292,8 +297,51 @@ impl FillModel {
         Ok(self.assemble(tiles, &layouts, &jobs, results, opts))
     }
 
-    /// The normalised prior of every plane of tile `i`: the caller's where finite, else IDW from
-    /// the tile's own observed pixels.
+    /// Tile `i`'s normalised values and prior, per member when it has
+    /// [`TileInput::member_values`] (then `ensemble` of them).
+    fn conditioning(
+        &self,
+        i: usize,
+        tile: &TileInput,
+        l: &Layout,
+        ensemble: usize,
+    ) -> Result<Conditioning, ModelError> {
+        let normalise = |values: &[f32]| -> Vec<f32> {
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| {
+                    if v.is_finite() {
+                        self.norm.forward((i / l.plane()) % l.bands, v)
+                    } else {
+                        f32::NAN
+                    }
+                })
+                .collect()
+        };
+        let z: Vec<Vec<f32>> = match &tile.member_values {
+            None => vec![normalise(&tile.values)],
+            Some(all) if all.len() == ensemble * tile.values.len() => all
+                .chunks_exact(tile.values.len().max(1))
+                .map(normalise)
+                .collect(),
+            Some(all) => {
+                return Err(ModelError::Shape {
+                    what: format!("member values of tile {i} ({ensemble} members)"),
+                    expected: [vec![ensemble], tile.shape.clone()].concat(),
+                    got: vec![all.len()],
+                })
+            }
+        };
+        let prior = z
+            .iter()
+            .map(|z| self.prior(i, tile, l, z))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Conditioning { z, prior })
+    }
+
+    /// The normalised prior of every plane of tile `i`: its known values where `z` has them,
+    /// else the caller's where finite, else IDW from the tile's own known pixels.
     fn prior(
         &self,
         i: usize,
@@ -315,11 +363,12 @@ impl FillModel {
             }
             let band = p % l.bands;
             let start = p * l.plane();
-            for (o, &v) in out[start..]
+            for ((o, &v), known) in out[start..]
                 .iter_mut()
                 .zip(&given[start..start + l.plane()])
+                .zip(&z[start..start + l.plane()])
             {
-                if v.is_finite() {
+                if v.is_finite() && !known.is_finite() {
                     *o = self.norm.forward(band, v);
                 }
             }
@@ -333,7 +382,7 @@ impl FillModel {
         &self,
         jobs: Vec<&Job>,
         layouts: &[Layout],
-        (z, priors): (&[Vec<f32>], &[Vec<f32>]),
+        conditioning: &[Conditioning],
         sampler: Sampler,
     ) -> Result<Vec<Member>, ModelError> {
         let l0 = layouts[jobs[0].tile];
@@ -343,10 +392,11 @@ impl FillModel {
         let mut prior = Vec::with_capacity(jobs.len() * per);
         for job in &jobs {
             let l = &layouts[job.tile];
-            let p = &priors[job.tile][l.plane_offset(job.date, 0)..][..per];
+            let (z, priors) = conditioning[job.tile].of(job.member);
+            let p = &priors[l.plane_offset(job.date, 0)..][..per];
             write_cond(
                 l,
-                &z[job.tile],
+                z,
                 job.date,
                 self.meta.context_dates,
                 (0, 0, h, w),

@@ -157,6 +157,7 @@ fn wrong_band_count_vs_input_is_named() -> anyhow::Result<()> {
         values: vec![f32::NAN; 4 * 256],
         seed: 0,
         prior: None,
+        member_values: None,
     };
     let e = model
         .fill(&[tile], &model::SampleOptions::default())
@@ -170,6 +171,7 @@ fn wrong_band_count_vs_input_is_named() -> anyhow::Result<()> {
         values: vec![1.0; 3 * 240],
         seed: 0,
         prior: None,
+        member_values: None,
     };
     assert!(model
         .fill(&[tile], &model::SampleOptions::default())
@@ -204,6 +206,7 @@ fn checkpoint_from_before_presets_loads_and_fills() -> anyhow::Result<()> {
         values,
         seed: 5,
         prior: None,
+        member_values: None,
     };
     let opts = model::SampleOptions::default();
     let a = m.fill(std::slice::from_ref(&tile), &opts)?;

@@ -159,6 +159,7 @@ fn tile_with_gap(seed: u64) -> TileInput {
         values,
         seed,
         prior: None,
+        member_values: None,
     }
 }
 
@@ -219,6 +220,42 @@ fn fill_is_bit_identical_for_a_seed_and_keeps_observed_pixels() -> anyhow::Resul
     )?;
     assert_eq!(m[0].spread, a[0].spread);
     assert_ne!(m[0].values, a[0].values);
+    // Per-member values: the same as `values` for every member change no bit; member 1 told
+    // more pixels (a neighbour's, as parity phases do) keeps them in its sample and the other
+    // members do not see them.
+    let same = TileInput {
+        member_values: Some(tiles[0].values.repeat(3)),
+        ..tiles[0].clone()
+    };
+    assert_eq!(model.fill(std::slice::from_ref(&same), &opts)?[0], a[0]);
+    let mut told = tiles[0].values.repeat(3);
+    let n = tiles[0].values.len();
+    let known: Vec<usize> = (0..n).filter(|&i| tiles[0].values[i].is_nan()).step_by(7).collect();
+    for &i in &known {
+        told[n + i] = 100.0; // member 1 (inside every band's range)
+    }
+    let told = TileInput {
+        member_values: Some(told),
+        ..tiles[0].clone()
+    };
+    let member = |k| SampleOptions {
+        member: Some(k),
+        ..opts
+    };
+    let one = model.fill(std::slice::from_ref(&told), &member(1))?;
+    for &i in &known {
+        assert!((one[0].values[i] - 100.0).abs() < 1e-3, "pixel {i}: {}", one[0].values[i]);
+    }
+    let other = model.fill(std::slice::from_ref(&told), &member(0))?;
+    let plain = model.fill(&tiles[..1], &member(0))?;
+    assert_ne!(one[0].values, m[0].values, "member 1 ignored its own values");
+    assert_eq!(other[0].values, plain[0].values, "member 0 saw member 1's values");
+    let bad = TileInput {
+        member_values: Some(vec![0.0; 5]),
+        ..tiles[0].clone()
+    };
+    let err = model.fill(std::slice::from_ref(&bad), &opts).err().map(|e| e.to_string());
+    assert!(err.unwrap_or_default().contains("member values of tile 0"));
     // DDPM runs too (on a gap-free tile the model is not called and the input comes back).
     let clean = TileInput {
         shape: vec![3, 32, 32],
@@ -229,6 +266,7 @@ fn fill_is_bit_identical_for_a_seed_and_keeps_observed_pixels() -> anyhow::Resul
             .collect(),
         seed: 1,
         prior: None,
+        member_values: None,
     };
     let out = model.fill(
         std::slice::from_ref(&clean),
@@ -284,6 +322,7 @@ fn time_series_tiles_use_context_dates() -> anyhow::Result<()> {
             values: tile.clone(),
             seed: 3,
             prior: None,
+            member_values: None,
         }],
         &SampleOptions::default(),
     )?;
@@ -296,6 +335,7 @@ fn time_series_tiles_use_context_dates() -> anyhow::Result<()> {
             values: tile[..1024].to_vec(),
             seed: 3,
             prior: None,
+            member_values: None,
         }],
         &SampleOptions::default(),
     );
