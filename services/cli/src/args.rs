@@ -92,31 +92,12 @@ pub struct FillArgs {
     /// Diffusion checkpoint (safetensors) URL.
     #[arg(long)]
     pub checkpoint: Option<String>,
-    /// DDIM sampling steps.
-    #[arg(long, allow_negative_numbers = true, default_value_t = 25)]
-    pub steps: u32,
     /// Ensemble members (mean in `data`, standard deviation in `spread`).
     #[arg(long, allow_negative_numbers = true, default_value_t = 4)]
     pub ensemble: u32,
-    /// Write this ensemble member instead of the mean.
-    #[arg(long, allow_negative_numbers = true)]
-    pub member: Option<u32>,
-    /// Also write every member: an array `members` with a leading `member` dimension (their
-    /// deviations from the mean carry the checkpoint's spread calibration, like `spread`).
-    #[arg(long)]
-    pub members: bool,
-    /// DDIM η: 1 (default) samples like DDPM; 0 is deterministic DDIM (worse fills in our tests).
-    #[arg(long, allow_negative_numbers = true, default_value_t = 1.0)]
-    pub eta: f32,
-    /// Tile size in pixels (diffusion: default the checkpoint's).
-    #[arg(long, allow_negative_numbers = true)]
-    pub tile: Option<u64>,
-    /// Overlap between tiles in pixels.
-    #[arg(long, allow_negative_numbers = true)]
-    pub overlap: Option<u64>,
-    /// Job seed (ensemble members derive their seeds from it).
-    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
-    pub seed: u64,
+    /// Sampling settings.
+    #[command(flatten)]
+    pub sample: SampleArgs,
     /// Parity-phase scheduling: a tile starts once its earlier-phase neighbours are staged and
     /// continues from their values in the overlap, so stochastic tiles (a single --member, a
     /// generated field) meet without seams. Needs an overlap.
@@ -176,30 +157,13 @@ pub struct GenerateArgs {
     /// Output chunk side in pixels (with --shape; --like takes the scene's chunks).
     #[arg(long, allow_negative_numbers = true, default_value_t = 256)]
     pub chunk: u64,
-    /// DDIM sampling steps.
-    #[arg(long, allow_negative_numbers = true, default_value_t = 25)]
-    pub steps: u32,
-    /// Ensemble members; above 1 the output is their mean (with `spread`) unless --member.
+    /// Ensemble members: 1 (the default) writes one sample; above 1 the output is their point
+    /// estimate (smooth: the expected field) with `spread`, unless --member picks one.
     #[arg(long, allow_negative_numbers = true, default_value_t = 1)]
     pub ensemble: u32,
-    /// Write this ensemble member instead of the mean.
-    #[arg(long, allow_negative_numbers = true)]
-    pub member: Option<u32>,
-    /// Also write every member (array `members`).
-    #[arg(long)]
-    pub members: bool,
-    /// DDIM η (1: DDPM-like, the default).
-    #[arg(long, allow_negative_numbers = true, default_value_t = 1.0)]
-    pub eta: f32,
-    /// Tile size in pixels (default: the checkpoint's).
-    #[arg(long, allow_negative_numbers = true)]
-    pub tile: Option<u64>,
-    /// Overlap between tiles in pixels (default: a quarter of the tile).
-    #[arg(long, allow_negative_numbers = true)]
-    pub overlap: Option<u64>,
-    /// Seed of the field.
-    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
-    pub seed: u64,
+    /// Sampling settings.
+    #[command(flatten)]
+    pub sample: SampleArgs,
     /// Sample every tile independently (no parity phases): faster, with seams.
     #[arg(long)]
     pub no_phases: bool,
@@ -218,6 +182,33 @@ pub struct GenerateArgs {
     /// Serve /metrics and /healthz here.
     #[arg(long)]
     pub metrics_addr: Option<String>,
+}
+
+/// The sampling flags `fill` and `generate` share.
+#[derive(Debug, Clone, Args)]
+pub struct SampleArgs {
+    /// DDIM sampling steps.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 25)]
+    pub steps: u32,
+    /// Write this ensemble member instead of the mean.
+    #[arg(long, allow_negative_numbers = true)]
+    pub member: Option<u32>,
+    /// Also write every member: an array `members` with a leading `member` dimension (their
+    /// deviations from the mean carry the checkpoint's spread calibration, like `spread`).
+    #[arg(long)]
+    pub members: bool,
+    /// DDIM η: 1 (default) samples like DDPM; 0 is deterministic DDIM (worse fills in our tests).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1.0)]
+    pub eta: f32,
+    /// Tile size in pixels (diffusion: default the checkpoint's).
+    #[arg(long, allow_negative_numbers = true)]
+    pub tile: Option<u64>,
+    /// Overlap between tiles in pixels.
+    #[arg(long, allow_negative_numbers = true)]
+    pub overlap: Option<u64>,
+    /// Job seed (ensemble members derive their seeds from it).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
+    pub seed: u64,
 }
 
 /// `submit`: the fill arguments plus detaching.

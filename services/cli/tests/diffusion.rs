@@ -15,19 +15,7 @@ fn tiny_model_fills_deterministically_with_spread() {
     let shape = [2u64, 64, 56];
     let values = synthetic(&shape, 0.2, 4);
     write(&input, &shape, (32, 32), &values);
-    let out = terrafill(&[
-        "train",
-        &input,
-        "--checkpoint",
-        &ckpt,
-        "--steps",
-        "30",
-        "--tile",
-        "16",
-        "--batch",
-        "4",
-    ]);
-    assert!(out.status.success());
+    let out = train_tiny(&input, &ckpt, &[]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("trained 30 steps"));
 
     let fill_with = |name: &str, seed: &str, extra: &[&str]| {

@@ -15,25 +15,7 @@ fn trained(dir: &std::path::Path) -> (String, String, Vec<f32>) {
     let shape = [2u64, 64, 56];
     let values = synthetic(&shape, 0.2, 7);
     write(&input, &shape, (32, 32), &values);
-    let out = terrafill(&[
-        "train",
-        &input,
-        "--checkpoint",
-        &ckpt,
-        "--steps",
-        "30",
-        "--tile",
-        "16",
-        "--batch",
-        "4",
-        "--blank-share",
-        "0.5",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    train_tiny(&input, &ckpt, &["--blank-share", "0.5"]);
     (input, ckpt, values)
 }
 
@@ -54,12 +36,7 @@ fn generated_fields_are_deterministic_in_range_and_take_a_scenes_attributes() {
             "cpu",
         ];
         args.extend(extra);
-        let out = terrafill(&args);
-        assert!(
-            out.status.success(),
-            "{extra:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        terrafill_ok(&args);
         output
     };
     let a = generate("a.zarr", &["--shape", "40,56", "--seed", "1"]);
@@ -112,8 +89,7 @@ fn generated_fields_are_deterministic_in_range_and_take_a_scenes_attributes() {
     assert_eq!(provenance["generate"], true);
     assert_eq!(provenance["phases"], 4);
     // A generated field has no truth: `eval` measures its seams alone, on the recorded grid.
-    let out = terrafill(&["eval", &a, "--seams"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = terrafill_ok(&["eval", &a, "--seams"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let score = json["seams"]["prediction"]["score"].as_f64().unwrap();
     assert!(score.is_finite() && score >= 0.0, "{json}");
@@ -180,12 +156,7 @@ fn phased_fills_give_the_same_bytes_whatever_the_workers_and_differ_from_indepen
             "cpu",
         ];
         args.extend(extra);
-        let out = terrafill(&args);
-        assert!(
-            out.status.success(),
-            "{extra:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        terrafill_ok(&args);
         read(&output, "data")
     };
     let one = fill("one.zarr", &["--phases", "--workers", "1"]);
@@ -232,13 +203,22 @@ fn a_distributed_generate_on_s3_through_killed_workers_and_coordinator_matches_e
     let remote_ckpt = format!("{s3}/g.safetensors");
     runtime().block_on(async {
         let bytes = std::fs::read(&ckpt).unwrap();
-        zarr_io::put_bytes(&remote_ckpt, bytes.into()).await.unwrap();
+        zarr_io::put_bytes(&remote_ckpt, bytes.into())
+            .await
+            .unwrap();
     });
     let field = ["--shape", "88,100", "--steps", "3", "--seed", "5"];
     let embedded = dir.path().join("embedded.zarr").display().to_string();
-    let mut args = vec!["generate", &embedded, "--checkpoint", &ckpt, "--device", "cpu"];
+    let mut args = vec![
+        "generate",
+        &embedded,
+        "--checkpoint",
+        &ckpt,
+        "--device",
+        "cpu",
+    ];
     args.extend(field);
-    assert!(terrafill(&args).status.success());
+    terrafill_ok(&args);
     let want = bits(&read(&embedded, "data"));
 
     let mut fleet = Fleet::cluster(&amqp);
@@ -283,6 +263,10 @@ fn a_distributed_generate_on_s3_through_killed_workers_and_coordinator_matches_e
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
     assert!(status.success(), "the resumed generate failed");
-    assert_eq!(bits(&read(&output, "data")), want, "distributed bytes differ");
+    assert_eq!(
+        bits(&read(&output, "data")),
+        want,
+        "distributed bytes differ"
+    );
     drop(fleet);
 }

@@ -92,9 +92,8 @@ pub(crate) async fn compute(
         let member_values = continuation.member_values(&fill.observed, ensemble);
         continuation.apply(&mut fill.observed);
         let (h, w) = (tile.window.height as usize, tile.window.width as usize);
-        let pad = |v: &[f32], planes| {
-            zarr_io::reflect_pad(v, planes, h, w, side as usize, side as usize)
-        };
+        let pad =
+            |v: &[f32], planes| zarr_io::reflect_pad(v, planes, h, w, side as usize, side as usize);
         let mut shape: Vec<usize> = job.spec.shape.iter().map(|&d| d as usize).collect();
         if shape.len() == 2 {
             shape.insert(0, 1);

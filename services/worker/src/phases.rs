@@ -145,9 +145,19 @@ mod tests {
         // A 3×4 tile at (0, 2) and a 3×3 neighbour at (0, 0): they share column 2.
         let (tile, neighbour) = (Window::new(0, 2, 3, 4), Window::new(0, 0, 3, 3));
         let region = tile.intersect(&neighbour).expect("they overlap");
-        let starts = |w: &Window| rows(w, &region, 2).map(|r| (r.start, r.len())).collect::<Vec<_>>();
-        assert_eq!(starts(&tile), [(0, 1), (4, 1), (8, 1), (12, 1), (16, 1), (20, 1)]);
-        assert_eq!(starts(&neighbour), [(2, 1), (5, 1), (8, 1), (11, 1), (14, 1), (17, 1)]);
+        let starts = |w: &Window| {
+            rows(w, &region, 2)
+                .map(|r| (r.start, r.len()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            starts(&tile),
+            [(0, 1), (4, 1), (8, 1), (12, 1), (16, 1), (20, 1)]
+        );
+        assert_eq!(
+            starts(&neighbour),
+            [(2, 1), (5, 1), (8, 1), (11, 1), (14, 1), (17, 1)]
+        );
     }
 
     #[test]
@@ -168,7 +178,10 @@ mod tests {
         assert!(values[2].is_nan());
         let mv = c.member_values(&observed, 2).expect("members staged");
         assert_eq!((mv[1], mv[4]), (18.0, 22.0));
-        assert!(c.member_values(&observed, 3).is_none(), "3 members, 2 staged");
+        assert!(
+            c.member_values(&observed, 3).is_none(),
+            "3 members, 2 staged"
+        );
         let mut fill = TileFill {
             values: vec![5.0, 0.0, 7.0],
             spread: Some(vec![0.0; 3]),

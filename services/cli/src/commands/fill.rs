@@ -132,12 +132,12 @@ pub(super) async fn request(args: &FillArgs) -> anyhow::Result<FillRequest> {
     req.mask_array = args.mask_array.clone();
     req.method = method(args.method);
     req.checkpoint = args.checkpoint.clone();
-    req.steps = args.steps;
+    req.steps = args.sample.steps;
     req.ensemble = args.ensemble;
-    req.member = args.member;
-    req.members = args.members;
-    req.eta = args.eta;
-    req.seed = args.seed;
+    req.member = args.sample.member;
+    req.members = args.sample.members;
+    req.eta = args.sample.eta;
+    req.seed = args.sample.seed;
     req.job_id = args.job_id.clone();
     req.staging = args.staging.clone();
     req.max_distance = args.max_distance;
@@ -153,9 +153,9 @@ pub(super) async fn request(args: &FillArgs) -> anyhow::Result<FillRequest> {
         (MethodArg::Idw, _) => (IDW_TILE, IDW_OVERLAP),
         _ => (DEFAULT_TILE, DEFAULT_OVERLAP),
     };
-    req.tile = args.tile.unwrap_or(tile);
+    req.tile = args.sample.tile.unwrap_or(tile);
     // A default overlap never takes more than a quarter of a small --tile (stride ≥ half a tile).
-    req.overlap = args.overlap.unwrap_or(overlap.min(req.tile / 4));
+    req.overlap = args.sample.overlap.unwrap_or(overlap.min(req.tile / 4));
     req.validate()?;
     Ok(req)
 }

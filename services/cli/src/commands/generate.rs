@@ -7,7 +7,7 @@ use anyhow::Context;
 use serde_json::{Map, Value};
 use zarr_io::{Mosaic, MosaicSpec, Scene};
 
-use crate::args::{FillArgs, GenerateArgs, MethodArg};
+use crate::args::{FillArgs, GenerateArgs, MethodArg, SampleArgs};
 use crate::config::Config;
 
 /// Owner recorded on the canvas (it is only ever written by `generate`).
@@ -34,14 +34,13 @@ pub async fn generate(args: &GenerateArgs, cfg: &Config) -> anyhow::Result<()> {
         max_distance: None,
         keep_array: None,
         checkpoint: Some(args.checkpoint.clone()),
-        steps: args.steps,
         ensemble: args.ensemble,
-        member: args.member,
-        members: args.members,
-        eta: args.eta,
-        tile: args.tile,
-        overlap: args.overlap,
-        seed: args.seed,
+        sample: SampleArgs {
+            // One member is a sample; the ensemble's point estimate of a blank tile is the band
+            // means, so one member is written as itself, not as an estimate.
+            member: args.sample.member.or((args.ensemble == 1).then_some(0)),
+            ..args.sample.clone()
+        },
         phases: !args.no_phases,
         job_id: args.job_id.clone(),
         staging: None,

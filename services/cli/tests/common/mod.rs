@@ -27,6 +27,37 @@ pub fn terrafill(args: &[&str]) -> Output {
     out
 }
 
+/// Runs the binary, asserting that it succeeds (naming its stderr); returns its output.
+pub fn terrafill_ok(args: &[&str]) -> Output {
+    let out = terrafill(args);
+    assert!(
+        out.status.success(),
+        "terrafill {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Trains the tests' tiny model on `input` (30 steps of 16-px tiles, batch 4) into `ckpt`, with
+/// `extra` flags; returns the output of the successful run.
+pub fn train_tiny(input: &str, ckpt: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        input,
+        "--checkpoint",
+        ckpt,
+        "--steps",
+        "30",
+        "--tile",
+        "16",
+        "--batch",
+        "4",
+    ];
+    args.extend(extra);
+    terrafill_ok(&args)
+}
+
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

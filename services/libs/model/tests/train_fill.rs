@@ -230,7 +230,10 @@ fn fill_is_bit_identical_for_a_seed_and_keeps_observed_pixels() -> anyhow::Resul
     assert_eq!(model.fill(std::slice::from_ref(&same), &opts)?[0], a[0]);
     let mut told = tiles[0].values.repeat(3);
     let n = tiles[0].values.len();
-    let known: Vec<usize> = (0..n).filter(|&i| tiles[0].values[i].is_nan()).step_by(7).collect();
+    let known: Vec<usize> = (0..n)
+        .filter(|&i| tiles[0].values[i].is_nan())
+        .step_by(7)
+        .collect();
     for &i in &known {
         told[n + i] = 100.0; // member 1 (inside every band's range)
     }
@@ -244,17 +247,30 @@ fn fill_is_bit_identical_for_a_seed_and_keeps_observed_pixels() -> anyhow::Resul
     };
     let one = model.fill(std::slice::from_ref(&told), &member(1))?;
     for &i in &known {
-        assert!((one[0].values[i] - 100.0).abs() < 1e-3, "pixel {i}: {}", one[0].values[i]);
+        assert!(
+            (one[0].values[i] - 100.0).abs() < 1e-3,
+            "pixel {i}: {}",
+            one[0].values[i]
+        );
     }
     let other = model.fill(std::slice::from_ref(&told), &member(0))?;
     let plain = model.fill(&tiles[..1], &member(0))?;
-    assert_ne!(one[0].values, m[0].values, "member 1 ignored its own values");
-    assert_eq!(other[0].values, plain[0].values, "member 0 saw member 1's values");
+    assert_ne!(
+        one[0].values, m[0].values,
+        "member 1 ignored its own values"
+    );
+    assert_eq!(
+        other[0].values, plain[0].values,
+        "member 0 saw member 1's values"
+    );
     let bad = TileInput {
         member_values: Some(vec![0.0; 5]),
         ..tiles[0].clone()
     };
-    let err = model.fill(std::slice::from_ref(&bad), &opts).err().map(|e| e.to_string());
+    let err = model
+        .fill(std::slice::from_ref(&bad), &opts)
+        .err()
+        .map(|e| e.to_string());
     assert!(err.unwrap_or_default().contains("member values of tile 0"));
     // DDPM runs too (on a gap-free tile the model is not called and the input comes back).
     let clean = TileInput {

@@ -220,14 +220,17 @@ impl TileGrid {
         (self.rows.weights(tile.row), self.cols.weights(tile.col))
     }
 
-    /// The overlapping neighbours of a tile in earlier phases, ascending: a stochastic fill of the
-    /// tile waits for these and conditions on their outputs.
+    /// The overlapping neighbours of a tile that come before it, ascending: a stochastic fill of
+    /// the tile waits for these and conditions on their outputs. Those are the neighbours in
+    /// earlier phases and, where the last row or column (shifted back to end at the scene edge)
+    /// overlaps the one two before it, of its own phase, that tile too: tiles go in (phase,
+    /// index) order, so the dependencies never form a cycle.
     pub fn phase_dependencies(&self, tile: &Tile) -> Vec<u64> {
-        let phase = tile.phase();
+        let before = (tile.phase(), tile.index);
         self.tiles_touching(&tile.window)
             .into_iter()
             .filter_map(|i| self.tile(i).ok())
-            .filter(|t| t.index != tile.index && t.phase() < phase)
+            .filter(|t| t.index != tile.index && (t.phase(), t.index) < before)
             .map(|t| t.index)
             .collect()
     }
@@ -277,6 +280,13 @@ mod tests {
         let deps = g.phase_dependencies(&t);
         assert_eq!(deps.len(), 8, "all eight neighbours come earlier: {deps:?}");
         assert!(g.phase_dependencies(&g.tile_at(0, 0)).is_empty());
+        // 42 columns of 16-px tiles with overlap 4 start at 0, 12, 24 and 26: the last, shifted
+        // back to the edge, overlaps column 1, of its own phase, and waits for it.
+        let g = TileGrid::new(16, 42, 16, 4)?;
+        let (last, second) = (g.tile_at(0, 3), g.tile_at(0, 1));
+        assert_eq!((last.window.x0, last.phase()), (26, second.phase()));
+        assert_eq!(g.phase_dependencies(&last), [1, 2]);
+        assert!(g.phase_dependencies(&second).contains(&0));
         Ok(())
     }
 }
