@@ -1,7 +1,8 @@
 //! The diffusion method in the worker: loads the checkpoint once per job and fills batches of
 //! tiles. Each tile comes with its IDW interpolation from the pixels around it (the prior the
 //! model refines); both are padded by reflection to the model's tile size and cropped back
-//! afterwards.
+//! afterwards. In a phased job a tile first takes its staged neighbours' pixels in the overlap
+//! (see the `phases` module); in a generated field there is no IDW prior.
 
 use std::sync::Arc;
 
