@@ -15,6 +15,7 @@ set -euo pipefail
 GB=$1
 CKPT=$2
 SIZE=${SIZE:-1024}
+TRAIN=${TRAIN:-../shared/data/landsat7_rgb.zarr} # the checkpoint's training scene
 BROKER=${BROKER:-amqp://guest:guest@127.0.0.1:5672/%2f}
 OUT=${BENCH_OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
@@ -61,5 +62,5 @@ for flag in --no-phases ""; do
     >/dev/null 2>"$name.time"
   printf '  %-11s %s  %s\n' "${flag:---phases}" "$(timed "$name.time")" "$(seams "$name")"
 done
-"$PY" "$(dirname "$0")/realism.py" ../shared/data/landsat7_rgb.zarr "$OUT/generated.zarr" \
+"$PY" "$(dirname "$0")/realism.py" "$TRAIN" "$OUT/generated.zarr" \
   "$OUT/generated.png"
