@@ -83,7 +83,7 @@ pub async fn submit(
     let (ready, schedule) = Schedule::new(&job.grid, &job.dirty, job.spec.phased, &staged);
     publish(&job, &ready, cfg, broker, metrics).await?;
     let waiting = schedule.waiting();
-    *job.schedule.lock().unwrap_or_else(|e| e.into_inner()) = schedule;
+    *job.schedule() = schedule;
     tracing::info!(job = %job.id, tiles = job.grid.len(), dirty = job.dirty.count(), waiting, "job published");
     Ok(job)
 }
@@ -116,18 +116,13 @@ async fn publish_ready(
     broker: &Arc<dyn Broker>,
     metrics: &CoordinatorMetrics,
 ) -> Result<usize, CoordinatorError> {
-    let waiting = |job: &PlannedJob| job.schedule.lock().map_or(0, |s| s.waiting());
-    if waiting(job) == 0 {
+    if job.schedule().waiting() == 0 {
         return Ok(0);
     }
     let staged = staged_tiles(job).await?;
-    let ready = job
-        .schedule
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take_ready(&staged);
+    let ready = job.schedule().take_ready(&staged);
     publish(job, &ready, cfg, broker, metrics).await?;
-    Ok(waiting(job))
+    Ok(job.schedule().waiting())
 }
 
 /// The tiles of the job staged so far.

@@ -36,6 +36,14 @@ pub struct PlannedJob {
     pub(crate) schedule: std::sync::Mutex<crate::schedule::Schedule>,
 }
 
+impl PlannedJob {
+    /// The tiles not yet published (the lock is only ever held for a moment, never across an
+    /// await; a panic while holding it leaves a usable schedule).
+    pub(crate) fn schedule(&self) -> std::sync::MutexGuard<'_, crate::schedule::Schedule> {
+        self.schedule.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 pub(crate) async fn plan(
     req: &FillRequest,
     key: Option<&JobKey>,

@@ -115,13 +115,12 @@ pub async fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         json["variogram"] = bands.into();
     }
     if args.seams {
-        let prediction = seam_score(&pred, &p, &select, h, w)?;
-        let truth = seam_score(&pred, &t, &select, h, w)?;
+        let (tile, overlap, scores) = seam_scores(&pred, &[&p, &t], &select, h, w)?;
         json["seams"] = serde_json::json!({
-            "tile": prediction.0,
-            "overlap": prediction.1,
-            "prediction": prediction.2,
-            "truth": truth.2,
+            "tile": tile,
+            "overlap": overlap,
+            "prediction": scores[0],
+            "truth": scores[1],
         });
     }
     println!("{}", serde_json::to_string_pretty(&json)?);
@@ -137,23 +136,23 @@ async fn seams_only(args: &EvalArgs, pred: &Scene) -> anyhow::Result<()> {
     let (h, w) = (pred.height(), pred.width());
     let p = pred.read_window(Window::new(0, 0, h, w)).await?.values;
     let select: Vec<bool> = p.iter().map(|v| v.is_finite()).collect();
-    let (tile, overlap, seams) = seam_score(pred, &p, &select, h as usize, w as usize)?;
+    let (tile, overlap, scores) = seam_scores(pred, &[&p], &select, h as usize, w as usize)?;
     let json = serde_json::json!({
-        "seams": { "tile": tile, "overlap": overlap, "prediction": seams }
+        "seams": { "tile": tile, "overlap": overlap, "prediction": scores[0] }
     });
     println!("{}", serde_json::to_string_pretty(&json)?);
     Ok(())
 }
 
-/// The seam metric of `field` over the `select`ed pixels, on the tile grid the prediction's
-/// provenance records: (tile, overlap, metric).
-fn seam_score(
+/// The seam metric of each of `fields` over the `select`ed pixels, on the tile grid the
+/// prediction's provenance records: (tile, overlap, one metric per field).
+fn seam_scores(
     pred: &Scene,
-    field: &[f32],
+    fields: &[&[f32]],
     select: &[bool],
     h: usize,
     w: usize,
-) -> anyhow::Result<(u64, u64, scoring::Seams)> {
+) -> anyhow::Result<(u64, u64, Vec<scoring::Seams>)> {
     let provenance = pred.group_attributes();
     let grid_value = |key: &str| {
         provenance
@@ -177,11 +176,15 @@ fn seam_score(
         stride: grid.stride(),
         overlap,
     };
-    let Some(seams) = scoring::seams(field, Some(select), h, w, &layout) else {
+    let scores: Option<Vec<scoring::Seams>> = fields
+        .iter()
+        .map(|f| scoring::seams(f, Some(select), h, w, &layout))
+        .collect();
+    let Some(scores) = scores else {
         anyhow::bail!(
             "--seams: tile {tile} with overlap {overlap} leaves no regular overlap zone in a \
              {h} × {w} scene (it needs at least three tiles along each axis and an overlap)"
         );
     };
-    Ok((tile, overlap, seams))
+    Ok((tile, overlap, scores))
 }

@@ -117,7 +117,7 @@ async fn submit_and_wait(
 }
 
 /// The coordinator request for the flags; diffusion defaults its tile to the checkpoint's.
-pub(super) async fn request(args: &FillArgs) -> anyhow::Result<FillRequest> {
+async fn request(args: &FillArgs) -> anyhow::Result<FillRequest> {
     let lower = args.input.to_lowercase();
     if lower.ends_with(".tif") || lower.ends_with(".tiff") {
         anyhow::bail!(

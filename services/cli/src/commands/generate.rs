@@ -64,12 +64,8 @@ async fn write_canvas(args: &GenerateArgs, canvas: &str, lead: &[usize]) -> anyh
             let (h, w) = parse_shape(shape)?;
             let mut shape: Vec<u64> = lead.iter().map(|&d| d as u64).collect();
             shape.extend([h, w]);
-            let names = ["time", "band", "y", "x"];
             let spec = MosaicSpec {
-                dimension_names: names[names.len() - shape.len()..]
-                    .iter()
-                    .map(|s| (*s).to_owned())
-                    .collect(),
+                dimension_names: zarr_io::default_dimension_names(shape.len()),
                 shape,
                 chunk_yx: (args.chunk.min(h), args.chunk.min(w)),
                 with_spread: false,

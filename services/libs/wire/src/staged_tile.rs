@@ -22,14 +22,6 @@ impl StagedTile {
     /// [`WireError`] when they are not a `TileOutput` or its float buffers are ragged.
     pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
         let output: TileOutput = decode("TileOutput", bytes, usize::MAX)?;
-        Self::from_output(&output)
-    }
-
-    /// Decodes the float buffers of `output`.
-    ///
-    /// # Errors
-    /// [`WireError`] when a buffer's length is not a multiple of 4.
-    pub fn from_output(output: &TileOutput) -> Result<Self, WireError> {
         let values = f32_from_le_bytes("TileOutput.values", &output.values)?;
         let optional = |what, bytes: &[u8]| {
             (!bytes.is_empty())

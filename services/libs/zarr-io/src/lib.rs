@@ -34,7 +34,7 @@ pub use location::{
 pub use mosaic::{Mosaic, MosaicSpec, DATA_ARRAY, FILLED_ARRAY, MEMBERS_ARRAY, SPREAD_ARRAY};
 pub use ownership::{claim, owner, OWNER_KEY};
 pub use pad::reflect_pad;
-pub use scene::{Scene, TileData};
+pub use scene::{default_dimension_names, Scene, TileData};
 pub use scene_writer::write_scene;
 pub use staging::{validate_key, Staging};
 pub use tiling::Window;
