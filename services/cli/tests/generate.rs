@@ -94,6 +94,9 @@ fn generated_fields_are_deterministic_in_range_and_take_a_scenes_attributes() {
     let score = json["seams"]["prediction"]["score"].as_f64().unwrap();
     assert!(score.is_finite() && score >= 0.0, "{json}");
     assert_eq!(json["seams"]["tile"], 16);
+    // The provenance records the same metric, measured by the stitcher as it finalized.
+    let recorded = provenance["seams"]["score"].as_f64().unwrap();
+    assert!((recorded - score).abs() < 1e-9, "{provenance} vs {json}");
     let out = terrafill(&["eval", &a]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--seams"));

@@ -441,8 +441,16 @@ impl StitchJob {
             .await
             .map_err(storage)?;
         tracing::debug!(job = %self.id, ?coordinates, "coordinates copied");
+        // The seam metric matters where tiles are sampled independently: diffusion outputs.
+        let seams = if self.spec.method() == Method::Diffusion {
+            crate::seams::measure(&self.writer.mosaic, &self.grid)
+                .await
+                .map_err(storage)?
+        } else {
+            None
+        };
         let mut attrs = self.writer.scene.group_attributes();
-        attrs.insert("terrafill".into(), provenance(&self.spec));
+        attrs.insert("terrafill".into(), provenance(&self.spec, seams.as_ref()));
         self.writer.mosaic.finalize(attrs).await.map_err(storage)?;
         let status = self.status(JobState::Succeeded, String::new());
         self.save_status(&status).await?;
@@ -502,8 +510,8 @@ async fn terminal_status(
     Ok((status.state() != JobState::Running).then_some(status))
 }
 
-/// The `terrafill` group attribute: what produced this mosaic.
-fn provenance(spec: &JobSpec) -> serde_json::Value {
+/// The `terrafill` group attribute: what produced this mosaic, and its seam metric where measured.
+fn provenance(spec: &JobSpec, seams: Option<&scoring::Seams>) -> serde_json::Value {
     let method = spec
         .method()
         .as_str_name()
@@ -529,6 +537,9 @@ fn provenance(spec: &JobSpec) -> serde_json::Value {
         }
         if spec.generate {
             p["generate"] = true.into();
+        }
+        if let Some(s) = seams {
+            p["seams"] = serde_json::json!(s);
         }
     }
     if spec.phased {

@@ -12,6 +12,7 @@
 mod error;
 mod job;
 mod metrics;
+mod seams;
 mod tile_cache;
 
 use std::collections::HashMap;

@@ -169,13 +169,7 @@ fn seam_scores(
     };
     let grid = tiling::TileGrid::new(h as u64, w as u64, tile, overlap)
         .with_context(|| format!("--seams: tile {tile}, overlap {overlap}"))?;
-    let (rows, cols) = (grid.periodic_offsets(true), grid.periodic_offsets(false));
-    let layout = scoring::SeamLayout {
-        rows: &rows,
-        cols: &cols,
-        stride: grid.stride(),
-        overlap,
-    };
+    let layout = scoring::SeamLayout::of(&grid);
     let scores: Option<Vec<scoring::Seams>> = fields
         .iter()
         .map(|f| scoring::seams(f, Some(select), h, w, &layout))

@@ -11,7 +11,7 @@ mod variogram;
 
 pub use ensemble::{crps_gaussian, probabilistic, Probabilistic};
 pub use members::{ensemble_scores, EnsembleScores};
-pub use seams::{seams, SeamLayout, Seams};
+pub use seams::{seams, Region, SeamAccumulator, SeamLayout, Seams};
 pub use variogram::{log_ratio_error, semivariogram, Variogram};
 
 /// Scores of one band (or of all bands together).

@@ -9,7 +9,10 @@
 //! mean over the offsets inside the tiles (no overlap); the score is the largest deviation from 1
 //! over the overlap offsets, of either profile, along either axis. 0 is seamless.
 
+use std::ops::Range;
+
 use serde::Serialize;
+use tiling::TileGrid;
 
 /// The seam metric of a field and its parts.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -28,16 +31,28 @@ pub struct Seams {
 
 /// How a tile grid lays out one field: per row and per column, its offset within the stride where
 /// the grid repeats regularly (else `None`), and the overlap.
-#[derive(Debug, Clone, Copy)]
-pub struct SeamLayout<'a> {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeamLayout {
     /// Offsets of the rows (`TileGrid::periodic_offsets(true)`).
-    pub rows: &'a [Option<u64>],
+    pub rows: Vec<Option<u64>>,
     /// Offsets of the columns (`TileGrid::periodic_offsets(false)`).
-    pub cols: &'a [Option<u64>],
+    pub cols: Vec<Option<u64>>,
     /// The tile stride.
     pub stride: u64,
     /// The tile overlap (offsets below it lie in overlap zones).
     pub overlap: u64,
+}
+
+impl SeamLayout {
+    /// The layout of a field tiled by `grid`.
+    pub fn of(grid: &TileGrid) -> Self {
+        Self {
+            rows: grid.periodic_offsets(true),
+            cols: grid.periodic_offsets(false),
+            stride: grid.stride(),
+            overlap: grid.overlap(),
+        }
+    }
 }
 
 /// Seam metric of `field` (`[lead, h, w]`, NaN ignored) laid out by `layout`, over the pixels
@@ -52,68 +67,143 @@ pub fn seams(
     layout: &SeamLayout,
 ) -> Option<Seams> {
     let plane = h * w;
-    if plane == 0 || layout.overlap == 0 || layout.rows.len() != h || layout.cols.len() != w {
-        return None;
+    let mut acc = SeamAccumulator::new(h, w, layout.clone())?;
+    let whole = Region {
+        rows: 0..h,
+        cols: 0..w,
+    };
+    for (b, band) in field.chunks(plane).enumerate() {
+        let chosen = select.map(|s| &s[b * plane..(b + 1) * plane]);
+        acc.add(band, chosen, &whole, &whole);
     }
-    let sigma = layout.overlap as f64 / 2.0;
-    let residual: Vec<f64> = field
-        .chunks(plane)
-        .flat_map(|band| {
-            let blurred = gaussian_blur(band, h, w, sigma);
-            band.iter()
-                .zip(blurred)
-                .map(|(&v, b)| f64::from(v) - b)
-                .collect::<Vec<_>>()
+    acc.finish()
+}
+
+/// Rows and columns of a rectangle of the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Region {
+    /// Rows, top to bottom.
+    pub rows: Range<usize>,
+    /// Columns, left to right.
+    pub cols: Range<usize>,
+}
+
+/// The seam metric of a field too large to hold, measured block by block: each block of one
+/// band is read with a margin of [`SeamAccumulator::halo`] pixels (clipped to the field) around
+/// the pixels it counts, so the blur and gradients there are those of the whole field and the
+/// score equals [`seams`] of the whole field. Blocks must be added in the same order for the same
+/// bytes (the sums are floating point).
+pub struct SeamAccumulator {
+    layout: SeamLayout,
+    h: usize,
+    w: usize,
+    gx: Profile,
+    gy: Profile,
+    rx: Profile,
+    ry: Profile,
+}
+
+impl SeamAccumulator {
+    /// An accumulator for a `h × w` field laid out by `layout`; `None` without an overlap or when
+    /// the layout's offsets are not `h` rows and `w` columns.
+    pub fn new(h: usize, w: usize, layout: SeamLayout) -> Option<Self> {
+        if h * w == 0 || layout.overlap == 0 || layout.rows.len() != h || layout.cols.len() != w {
+            return None;
+        }
+        let s = layout.stride as usize;
+        Some(Self {
+            layout,
+            h,
+            w,
+            gx: Profile::new(s),
+            gy: Profile::new(s),
+            rx: Profile::new(s),
+            ry: Profile::new(s),
         })
-        .collect();
-    let s = layout.stride as usize;
-    let mut gx = Profile::new(s);
-    let mut gy = Profile::new(s);
-    let mut rx = Profile::new(s);
-    let mut ry = Profile::new(s);
-    for (b, (band, res)) in field.chunks(plane).zip(residual.chunks(plane)).enumerate() {
-        let at = |i: usize| {
-            let v = band[i];
-            let chosen = select.is_none_or(|s| s.get(b * plane + i).copied().unwrap_or(false));
-            (chosen && !v.is_nan()).then_some(f64::from(v))
+    }
+
+    /// The blur's standard deviation: half the overlap.
+    fn sigma(&self) -> f64 {
+        self.layout.overlap as f64 / 2.0
+    }
+
+    /// Margin a block needs around the pixels it counts: the blur's radius, and one pixel more
+    /// for the gradient to the next pixel.
+    pub fn halo(&self) -> usize {
+        blur_radius(self.sigma()) + 1
+    }
+
+    /// Adds the pixels in `core` of one band, given as `band` over `block` (row-major,
+    /// `block.rows.len() × block.cols.len()`, NaN ignored) with `select` alike (all when `None`).
+    /// `block` must hold `core` grown by [`SeamAccumulator::halo`], clipped to the field.
+    ///
+    /// # Panics
+    /// When `band` or `select` does not match `block`, or `core` is not inside it.
+    pub fn add(&mut self, band: &[f32], select: Option<&[bool]>, block: &Region, core: &Region) {
+        let (bh, bw) = (block.rows.len(), block.cols.len());
+        assert_eq!(band.len(), bh * bw, "band does not match its block");
+        assert!(select.is_none_or(|s| s.len() == band.len()));
+        assert!(
+            block.rows.start <= core.rows.start
+                && core.rows.end <= block.rows.end
+                && block.cols.start <= core.cols.start
+                && core.cols.end <= block.cols.end,
+            "core {core:?} is not inside block {block:?}"
+        );
+        let blurred = gaussian_blur(band, bh, bw, self.sigma());
+        let at = |y: usize, x: usize| {
+            let i = (y - block.rows.start) * bw + (x - block.cols.start);
+            let chosen = select.is_none_or(|s| s[i]);
+            (chosen && !band[i].is_nan()).then(|| (f64::from(band[i]), blurred[i]))
         };
-        for y in 0..h {
-            for x in 0..w {
-                let Some(v) = at(y * w + x) else {
+        let next = |y: usize, x: usize| {
+            (y < block.rows.end && x < block.cols.end)
+                .then(|| at(y, x))
+                .flatten()
+                .map(|(v, _)| v)
+        };
+        for y in core.rows.clone() {
+            for x in core.cols.clone() {
+                let Some((v, b)) = at(y, x) else {
                     continue;
                 };
-                let r = res[y * w + x];
-                if let Some(o) = layout.cols[x] {
-                    rx.add(o, r * r);
-                    if let Some(next) = (x + 1 < w).then(|| at(y * w + x + 1)).flatten() {
-                        gx.add(o, (next - v).abs());
+                let r = v - b;
+                if let Some(o) = self.layout.cols[x] {
+                    self.rx.add(o, r * r);
+                    if let Some(n) = (x + 1 < self.w).then(|| next(y, x + 1)).flatten() {
+                        self.gx.add(o, (n - v).abs());
                     }
                 }
-                if let Some(o) = layout.rows[y] {
-                    ry.add(o, r * r);
-                    if let Some(next) = (y + 1 < h).then(|| at((y + 1) * w + x)).flatten() {
-                        gy.add(o, (next - v).abs());
+                if let Some(o) = self.layout.rows[y] {
+                    self.ry.add(o, r * r);
+                    if let Some(n) = (y + 1 < self.h).then(|| next(y + 1, x)).flatten() {
+                        self.gy.add(o, (n - v).abs());
                     }
                 }
             }
         }
     }
-    let o = layout.overlap;
-    let parts = Seams {
-        gradient_x: gx.deviation(o, false)?,
-        gradient_y: gy.deviation(o, false)?,
-        highpass_x: rx.deviation(o, true)?,
-        highpass_y: ry.deviation(o, true)?,
-        score: 0.0,
-    };
-    Some(Seams {
-        score: parts
-            .gradient_x
-            .max(parts.gradient_y)
-            .max(parts.highpass_x)
-            .max(parts.highpass_y),
-        ..parts
-    })
+
+    /// The metric of everything added; `None` when the grid has no regular overlap zone and
+    /// interior along either axis, or nothing was selected there.
+    pub fn finish(&self) -> Option<Seams> {
+        let o = self.layout.overlap;
+        let parts = Seams {
+            gradient_x: self.gx.deviation(o, false)?,
+            gradient_y: self.gy.deviation(o, false)?,
+            highpass_x: self.rx.deviation(o, true)?,
+            highpass_y: self.ry.deviation(o, true)?,
+            score: 0.0,
+        };
+        Some(Seams {
+            score: parts
+                .gradient_x
+                .max(parts.gradient_y)
+                .max(parts.highpass_x)
+                .max(parts.highpass_y),
+            ..parts
+        })
+    }
 }
 
 /// Sums and counts per offset within the stride.
@@ -173,10 +263,15 @@ impl Profile {
     }
 }
 
+/// The blur's radius for `sigma`: 3σ, rounded up.
+fn blur_radius(sigma: f64) -> usize {
+    (3.0 * sigma).ceil() as usize
+}
+
 /// Separable Gaussian blur with standard deviation `sigma` (radius 3σ); NaN pixels and pixels past
 /// the edges carry no weight (normalised convolution).
 fn gaussian_blur(band: &[f32], h: usize, w: usize, sigma: f64) -> Vec<f64> {
-    let radius = (3.0 * sigma).ceil() as isize;
+    let radius = blur_radius(sigma) as isize;
     let kernel: Vec<f64> = (-radius..=radius)
         .map(|d| (-((d * d) as f64) / (2.0 * sigma * sigma)).exp())
         .collect();
@@ -215,7 +310,7 @@ fn gaussian_blur(band: &[f32], h: usize, w: usize, sigma: f64) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tiling::{Blender, TileGrid, Window};
+    use tiling::{Blender, Window};
 
     /// A smooth random field: white noise (xorshift) blurred with σ = `corr`.
     fn gaussian_field(h: usize, w: usize, corr: f64, seed: u64) -> Vec<f32> {
@@ -235,14 +330,8 @@ mod tests {
 
     /// [`seams`] of a whole `field` on `grid`.
     fn seams_on(grid: &TileGrid, field: &[f32]) -> Option<Seams> {
-        let (rows, cols) = (grid.periodic_offsets(true), grid.periodic_offsets(false));
-        let layout = SeamLayout {
-            rows: &rows,
-            cols: &cols,
-            stride: grid.stride(),
-            overlap: grid.overlap(),
-        };
-        seams(field, None, rows.len(), cols.len(), &layout)
+        let layout = SeamLayout::of(grid);
+        seams(field, None, layout.rows.len(), layout.cols.len(), &layout)
     }
 
     #[test]
@@ -276,6 +365,63 @@ mod tests {
                 "corr {corr}: seamless {:.3}, independent tiles {:.3}",
                 s.score, t.score
             );
+        }
+    }
+
+    #[test]
+    fn block_by_block_scores_equal_the_whole_field() {
+        let (h, w) = (150usize, 170usize);
+        let grid = TileGrid::new(h as u64, w as u64, 32, 8).unwrap();
+        let layout = SeamLayout::of(&grid);
+        // Two bands; a NaN hole and a selection that leaves some pixels out.
+        let mut field = gaussian_field(h, w, 2.0, 3);
+        field.extend(gaussian_field(h, w, 4.0, 4));
+        for v in field.iter_mut().skip(40 * w + 30).take(25) {
+            *v = f32::NAN;
+        }
+        let select: Vec<bool> = (0..field.len()).map(|i| i % 7 != 0).collect();
+        let whole = seams(&field, Some(&select), h, w, &layout).unwrap();
+
+        let mut acc = SeamAccumulator::new(h, w, layout).unwrap();
+        let halo = acc.halo();
+        let plane = h * w;
+        for band in 0..2 {
+            for y0 in (0..h).step_by(40) {
+                for x0 in (0..w).step_by(64) {
+                    let core = Region {
+                        rows: y0..(y0 + 40).min(h),
+                        cols: x0..(x0 + 64).min(w),
+                    };
+                    let block = Region {
+                        rows: y0.saturating_sub(halo)..(core.rows.end + halo).min(h),
+                        cols: x0.saturating_sub(halo)..(core.cols.end + halo).min(w),
+                    };
+                    let pick = |v: &[f32]| -> Vec<f32> {
+                        block
+                            .rows
+                            .clone()
+                            .flat_map(|y| block.cols.clone().map(move |x| (y, x)))
+                            .map(|(y, x)| v[band * plane + y * w + x])
+                            .collect()
+                    };
+                    let chosen: Vec<bool> = block
+                        .rows
+                        .clone()
+                        .flat_map(|y| block.cols.clone().map(move |x| (y, x)))
+                        .map(|(y, x)| select[band * plane + y * w + x])
+                        .collect();
+                    acc.add(&pick(&field), Some(&chosen), &block, &core);
+                }
+            }
+        }
+        let blocks = acc.finish().unwrap();
+        for (a, b) in [
+            (whole.gradient_x, blocks.gradient_x),
+            (whole.gradient_y, blocks.gradient_y),
+            (whole.highpass_x, blocks.highpass_x),
+            (whole.highpass_y, blocks.highpass_y),
+        ] {
+            assert!((a - b).abs() < 1e-9, "whole {whole:?}, blocks {blocks:?}");
         }
     }
 

@@ -8,6 +8,9 @@ use zarrs::array::data_type::{
 };
 use zarrs::array::{Array, ArrayError, ArraySubset, DataType, ElementOwned};
 
+use tiling::Window;
+
+use crate::error::ZarrIoError;
 use crate::zarr_store::ZarrStore;
 
 /// Which raw values count as missing, besides NaN.
@@ -136,6 +139,24 @@ pub(crate) fn is_supported(dt: &DataType) -> bool {
         || dt.is::<Int32DataType>()
         || dt.is::<Int64DataType>()
         || dt.is::<BoolDataType>()
+}
+
+/// Every leading plane × window `w` of an array of `shape` (rank 2 or more, `[lead…, y, x]`).
+pub(crate) fn window_subset(shape: &[u64], w: Window) -> ArraySubset {
+    let mut ranges: Vec<std::ops::Range<u64>> =
+        shape[..shape.len() - 2].iter().map(|&d| 0..d).collect();
+    ranges.extend([w.y0..w.y1(), w.x0..w.x1()]);
+    ArraySubset::new_with_ranges(&ranges)
+}
+
+/// [`ZarrIoError::Read`] of window `w` of `array` in the group at `url`.
+pub(crate) fn read_error(url: &str, array: &str, w: Window, source: ArrayError) -> ZarrIoError {
+    ZarrIoError::Read {
+        url: url.to_owned(),
+        array: array.to_owned(),
+        window: w,
+        source: Box::new(source),
+    }
 }
 
 /// Read `subset` of `array` as row-major `f32`, replacing missing values by NaN per `rule`.

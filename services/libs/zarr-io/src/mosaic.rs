@@ -12,6 +12,7 @@ use zarrs::array::codec::ZstdCodec;
 use zarrs::array::{data_type, Array, ArrayBuilder, ArrayCreateError, DataType, Element};
 use zarrs::group::GroupBuilder;
 
+use crate::convert::{read_error, window_subset};
 use crate::error::ZarrIoError;
 use crate::location::store_error;
 use crate::location::Durability;
@@ -241,6 +242,37 @@ impl Mosaic {
         let planes = u64::from(self.spec.members) * self.lead_len();
         self.store(array, MEMBERS_ARRAY, (cy, cx), values, f32::NAN, planes)
             .await
+    }
+
+    /// Reads back every leading plane × window `w` of `data` (as written, NaN where nothing is)
+    /// and of `filled`, row-major.
+    ///
+    /// # Errors
+    /// [`ZarrIoError::WindowOutOfBounds`] for a window outside the mosaic, [`ZarrIoError::Read`].
+    pub async fn read_window(&self, w: Window) -> Result<(Vec<f32>, Vec<u8>), ZarrIoError> {
+        let rank = self.spec.shape.len();
+        let (h, width) = (self.spec.shape[rank - 2], self.spec.shape[rank - 1]);
+        if w.y1() > h || w.x1() > width {
+            return Err(ZarrIoError::WindowOutOfBounds {
+                url: self.url.clone(),
+                array: DATA_ARRAY.into(),
+                window: w,
+                shape: self.spec.shape.clone(),
+            });
+        }
+        let subset = window_subset(&self.spec.shape, w);
+        let read_err = |array| move |e| read_error(&self.url, array, w, e);
+        let data = self
+            .data
+            .async_retrieve_array_subset::<Vec<f32>>(&subset)
+            .await
+            .map_err(read_err(DATA_ARRAY))?;
+        let filled = self
+            .filled
+            .async_retrieve_array_subset::<Vec<u8>>(&subset)
+            .await
+            .map_err(read_err(FILLED_ARRAY))?;
+        Ok((data, filled))
     }
 
     /// Makes every chunk written so far durable. Chunk writes are atomic and visible at once but

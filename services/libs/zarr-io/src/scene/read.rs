@@ -8,7 +8,7 @@ use zarrs::array::{ArrayError, ArraySubset};
 
 use super::{to_usize, Scene, Shared, TileData};
 use crate::chunk_cache::Cell;
-use crate::convert::read_f32;
+use crate::convert::{read_error, read_f32, window_subset};
 use crate::error::ZarrIoError;
 use crate::pad::reflect_pad;
 
@@ -41,12 +41,7 @@ impl Scene {
         let subset = self.subset(w, rank);
         let read_err = |array: &str| {
             let (url, array) = (self.url.clone(), array.to_owned());
-            move |source| ZarrIoError::Read {
-                url,
-                array,
-                window: w,
-                source: Box::new(source),
-            }
+            move |e| read_error(&url, &array, w, e)
         };
         let data = async {
             match &self.shared {
@@ -264,9 +259,6 @@ impl Scene {
     /// leading dimensions whole, then the window.
     fn subset(&self, w: Window, rank: usize) -> ArraySubset {
         let shape = self.shape();
-        let lead = &shape[shape.len() - rank..shape.len() - 2];
-        let mut ranges: Vec<std::ops::Range<u64>> = lead.iter().map(|&d| 0..d).collect();
-        ranges.extend([w.y0..w.y1(), w.x0..w.x1()]);
-        ArraySubset::new_with_ranges(&ranges)
+        window_subset(&shape[shape.len() - rank..], w)
     }
 }
