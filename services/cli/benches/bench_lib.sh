@@ -26,3 +26,15 @@ tail = [l for _, l in h["loss"][-5:]]
 print(f"{sum(tail) / len(tail):.4f}")
 PY
 }
+
+# Starts a stitcher and 2 workers on $BROKER in the background, their pids in `pids`, killed on
+# exit.
+start_cluster() {
+  "$TF" stitcher --broker "$BROKER" >/dev/null 2>&1 &
+  pids=($!)
+  for _ in 1 2; do
+    "$TF" worker --broker "$BROKER" --device cpu >/dev/null 2>&1 &
+    pids+=($!)
+  done
+  trap 'kill "${pids[@]}" 2>/dev/null' EXIT
+}

@@ -27,18 +27,13 @@ import os, sys, boto3
 bucket, key = sys.argv[2][5:].split("/", 1)
 boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).upload_file(sys.argv[1], bucket, key)
 PY
-"$TF" stitcher --broker "$BROKER" >/dev/null 2>&1 &
-pids=($!)
-for _ in 1 2; do
-  "$TF" worker --broker "$BROKER" --device cpu >/dev/null 2>&1 &
-  pids+=($!)
-done
-trap 'kill "${pids[@]}" 2>/dev/null' EXIT
+start_cluster
 /usr/bin/time -v "$TF" generate "$S3/field.zarr" --checkpoint "$S3/g.safetensors" \
   --shape "$SIZE,$SIZE" --seed 3 --broker "$BROKER" >/dev/null 2>"$OUT/distributed.time" &
 submit=$!
 sleep "$KILL_AFTER"
 kill -9 "${pids[1]}"
+wait "${pids[1]}" 2>/dev/null || true
 "$TF" worker --broker "$BROKER" --device cpu >/dev/null 2>&1 &
 pids[1]=$!
 wait "$submit"

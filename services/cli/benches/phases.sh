@@ -44,13 +44,7 @@ hole() { # mode (embedded | distributed), phases flag or ""
 echo "landsat7_rgb_hole, one member:"
 hole embedded ""
 hole embedded --phases
-"$TF" stitcher --broker "$BROKER" >/dev/null 2>&1 &
-pids=($!)
-for _ in 1 2; do
-  "$TF" worker --broker "$BROKER" --device cpu >/dev/null 2>&1 &
-  pids+=($!)
-done
-trap 'kill "${pids[@]}" 2>/dev/null' EXIT
+start_cluster
 hole distributed ""
 hole distributed --phases
 kill "${pids[@]}" 2>/dev/null || true
