@@ -23,23 +23,33 @@ use common::*;
 
 const SHAPE: [u64; 3] = [1, 128, 128];
 
+/// The hold every alert gets in the test (the rules' own are minutes). Not zero: with one-second
+/// scrapes, a scrape can land in the milliseconds between the stitcher counting a tile result and
+/// updating its progress or chunk counters, a state no real stall holds for three seconds.
+const TEST_HOLD: &str = "3s";
+
 /// The Prometheus server binary (`TERRAFILL_PROMETHEUS`, else `prometheus` on the PATH).
 fn prometheus_bin() -> String {
     std::env::var("TERRAFILL_PROMETHEUS").unwrap_or_else(|_| "prometheus".into())
 }
 
-/// `alerts.yml` with every `for:` hold set to 0s.
-fn rules_without_holds() -> String {
+/// `alerts.yml` with every `for:` hold cut to [`TEST_HOLD`].
+fn rules_with_short_holds() -> String {
     let text = std::fs::read_to_string(root().join("infra/prometheus/alerts.yml")).unwrap();
     let rules: Vec<String> = text
         .lines()
         .map(|line| match line.trim_start().strip_prefix("for:") {
-            Some(_) => format!("{}for: 0s", &line[..line.len() - line.trim_start().len()]),
+            Some(_) => format!(
+                "{}for: {TEST_HOLD}",
+                &line[..line.len() - line.trim_start().len()]
+            ),
             None => line.to_owned(),
         })
         .collect();
     assert!(
-        rules.iter().any(|l| l.trim() == "for: 0s"),
+        rules
+            .iter()
+            .any(|l| l.trim() == format!("for: {TEST_HOLD}")),
         "alerts.yml has no hold to lift"
     );
     rules.join("\n")
@@ -87,7 +97,7 @@ fn series(port: u16, query: &str) -> usize {
 
 /// Starts Prometheus on `port` scraping the stitcher and the worker every second.
 fn start_prometheus(dir: &Path, port: u16, stitcher: u16, worker: u16) -> Child {
-    std::fs::write(dir.join("alerts.yml"), rules_without_holds()).unwrap();
+    std::fs::write(dir.join("alerts.yml"), rules_with_short_holds()).unwrap();
     let config = format!(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
          rule_files: [alerts.yml]\n\
