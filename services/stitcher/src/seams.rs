@@ -2,7 +2,7 @@
 //! memory at any scene size) over the pixels the job filled.
 
 use scoring::{Region, SeamAccumulator, SeamLayout, Seams};
-use tiling::{TileGrid, Window};
+use tiling::{ChunkGrid, TileGrid, Window};
 use zarr_io::{Mosaic, ZarrIoError};
 
 /// Side of the blocks the metric counts at a time (each read with the metric's halo around it).
@@ -23,22 +23,17 @@ pub(crate) async fn measure(
         return Ok(None);
     };
     let halo = acc.halo() as u64;
-    for y0 in (0..h).step_by(BLOCK as usize) {
-        for x0 in (0..w).step_by(BLOCK as usize) {
-            let core = Window::new(y0, x0, BLOCK.min(h - y0), BLOCK.min(w - x0));
-            let (by, bx) = (y0.saturating_sub(halo), x0.saturating_sub(halo));
-            let block = Window::new(
-                by,
-                bx,
-                (core.y1() + halo).min(h) - by,
-                (core.x1() + halo).min(w) - bx,
-            );
-            let (data, filled) = mosaic.read_window(block).await?;
-            let plane = (block.height * block.width) as usize;
-            let select: Vec<bool> = filled.iter().map(|&f| f == 1).collect();
-            for (band, chosen) in data.chunks(plane).zip(select.chunks(plane)) {
-                acc.add(band, Some(chosen), &region(block), &region(core));
-            }
+    let blocks = ChunkGrid::new(h, w, BLOCK, BLOCK);
+    for b in 0..blocks.len() {
+        let (row, col) = blocks.position(b);
+        let core = blocks.window(row, col);
+        let block = core.expand(halo, h, w);
+        let (data, filled) = mosaic.read_window(block).await?;
+        let select: Vec<bool> = filled.iter().map(|&f| f == 1).collect();
+        let plane = (block.height * block.width) as usize;
+        let (block, core) = (region(block), region(core));
+        for (band, chosen) in data.chunks(plane).zip(select.chunks(plane)) {
+            acc.add(band, Some(chosen), &block, &core);
         }
     }
     Ok(acc.finish())

@@ -149,6 +149,28 @@ pub(crate) fn window_subset(shape: &[u64], w: Window) -> ArraySubset {
     ArraySubset::new_with_ranges(&ranges)
 }
 
+/// [`ZarrIoError::WindowOutOfBounds`] unless window `w` lies inside the last two dimensions of
+/// `shape` (the array `array` of the group at `url`).
+pub(crate) fn check_window(
+    url: &str,
+    array: &str,
+    shape: &[u64],
+    w: Window,
+) -> Result<(), ZarrIoError> {
+    let (h, width) = (shape[shape.len() - 2], shape[shape.len() - 1]);
+    let fits =
+        |start: u64, len: u64, size: u64| start.checked_add(len).is_some_and(|end| end <= size);
+    if fits(w.y0, w.height, h) && fits(w.x0, w.width, width) {
+        return Ok(());
+    }
+    Err(ZarrIoError::WindowOutOfBounds {
+        url: url.to_owned(),
+        array: array.to_owned(),
+        window: w,
+        shape: shape.to_vec(),
+    })
+}
+
 /// [`ZarrIoError::Read`] of window `w` of `array` in the group at `url`.
 pub(crate) fn read_error(url: &str, array: &str, w: Window, source: ArrayError) -> ZarrIoError {
     ZarrIoError::Read {

@@ -12,7 +12,7 @@ use zarrs::array::codec::ZstdCodec;
 use zarrs::array::{data_type, Array, ArrayBuilder, ArrayCreateError, DataType, Element};
 use zarrs::group::GroupBuilder;
 
-use crate::convert::{read_error, window_subset};
+use crate::convert::{check_window, read_error, window_subset};
 use crate::error::ZarrIoError;
 use crate::location::store_error;
 use crate::location::Durability;
@@ -250,16 +250,7 @@ impl Mosaic {
     /// # Errors
     /// [`ZarrIoError::WindowOutOfBounds`] for a window outside the mosaic, [`ZarrIoError::Read`].
     pub async fn read_window(&self, w: Window) -> Result<(Vec<f32>, Vec<u8>), ZarrIoError> {
-        let rank = self.spec.shape.len();
-        let (h, width) = (self.spec.shape[rank - 2], self.spec.shape[rank - 1]);
-        if w.y1() > h || w.x1() > width {
-            return Err(ZarrIoError::WindowOutOfBounds {
-                url: self.url.clone(),
-                array: DATA_ARRAY.into(),
-                window: w,
-                shape: self.spec.shape.clone(),
-            });
-        }
+        check_window(&self.url, DATA_ARRAY, &self.spec.shape, w)?;
         let subset = window_subset(&self.spec.shape, w);
         let read_err = |array| move |e| read_error(&self.url, array, w, e);
         let data = self

@@ -8,7 +8,7 @@ use zarrs::array::{ArrayError, ArraySubset};
 
 use super::{to_usize, Scene, Shared, TileData};
 use crate::chunk_cache::Cell;
-use crate::convert::{read_error, read_f32, window_subset};
+use crate::convert::{check_window, read_error, read_f32, window_subset};
 use crate::error::ZarrIoError;
 use crate::pad::reflect_pad;
 
@@ -241,18 +241,7 @@ impl Scene {
     }
 
     fn check_window(&self, w: Window) -> Result<(), ZarrIoError> {
-        let fits =
-            |start: u64, len: u64, size: u64| start.checked_add(len).is_some_and(|end| end <= size);
-        if fits(w.y0, w.height, self.height()) && fits(w.x0, w.width, self.width()) {
-            Ok(())
-        } else {
-            Err(ZarrIoError::WindowOutOfBounds {
-                url: self.url.clone(),
-                array: self.array_name.clone(),
-                window: w,
-                shape: self.shape().to_vec(),
-            })
-        }
+        check_window(&self.url, &self.array_name, self.shape(), w)
     }
 
     /// The subset of a rank-`rank` array with the same trailing dimensions as the data: the
